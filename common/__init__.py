@@ -1,0 +1,1 @@
+"""Helpers that both Python services use: settings parsing, the TDengine DSN, logging, backoff."""

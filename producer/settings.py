@@ -1,0 +1,78 @@
+"""The producer's settings: one typed object, read and validated once at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from common.settings import Env, SettingsError
+from common.tdengine import TDengineSettings
+
+# The single source of every producer default; .env.example and compose.yaml repeat these values
+# and tests/unit/test_config_agreement.py checks that they agree.
+DEFAULTS = {
+    "PRODUCER_METERS": "100",
+    "PRODUCER_INTERVAL_MS": "1000",
+    "PRODUCER_BACKFILL": "10m",
+    "PRODUCER_SEED": "42",
+    "PRODUCER_KEEP_DAYS": "7",
+    "PRODUCER_BUFFER_ROWS": "1000000",
+    "PRODUCER_RETRY_MAX": "10s",
+    "PRODUCER_REPORT_EVERY": "10s",
+    "PRODUCER_LOG_LEVEL": "INFO",
+    "PRODUCER_HEARTBEAT_FILE": "/tmp/producer.heartbeat",
+}
+
+
+@dataclass(frozen=True)
+class ProducerSettings:
+    tdengine: TDengineSettings
+    meters: int            # subtables d0 .. d<meters-1>
+    interval_ms: int       # one reading per meter per interval
+    backfill_s: float      # history written at first start (resumes after the newest stored row)
+    seed: int              # same seed, same fleet and same readings
+    keep_days: int         # KEEP of the database when the producer creates it
+    buffer_rows: int       # most rows owed to the database while it is unreachable
+    retry_max_s: float     # cap of the reconnect backoff
+    report_every_s: float  # period of the INFO progress line
+    log_level: str
+    heartbeat_file: str    # touched after every successful write or idle wait; read by the healthcheck
+
+    @property
+    def heartbeat_max_age_s(self) -> float:
+        """Older than this, the producer is not healthy (writes stalled or database unreachable)."""
+        return max(30.0, 3 * self.interval_ms / 1000, 3 * self.retry_max_s)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "ProducerSettings":
+        env = Env(environ)
+        d = DEFAULTS
+        settings = cls(
+            tdengine=TDengineSettings.from_env(env),
+            meters=env.integer("PRODUCER_METERS", int(d["PRODUCER_METERS"]), minimum=1, maximum=1_000_000),
+            interval_ms=env.integer("PRODUCER_INTERVAL_MS", int(d["PRODUCER_INTERVAL_MS"]),
+                                    minimum=10, maximum=3_600_000),
+            backfill_s=env.duration("PRODUCER_BACKFILL", d["PRODUCER_BACKFILL"]),
+            seed=env.integer("PRODUCER_SEED", int(d["PRODUCER_SEED"]), minimum=0, maximum=2**32 - 1),
+            keep_days=env.integer("PRODUCER_KEEP_DAYS", int(d["PRODUCER_KEEP_DAYS"]),
+                                  minimum=3, maximum=36_500),
+            buffer_rows=env.integer("PRODUCER_BUFFER_ROWS", int(d["PRODUCER_BUFFER_ROWS"]),
+                                    minimum=1, maximum=1_000_000_000),
+            retry_max_s=env.duration("PRODUCER_RETRY_MAX", d["PRODUCER_RETRY_MAX"],
+                                     minimum_s=0.1, maximum_s=3600),
+            report_every_s=env.duration("PRODUCER_REPORT_EVERY", d["PRODUCER_REPORT_EVERY"],
+                                        minimum_s=0.1),
+            log_level=env.log_level("PRODUCER_LOG_LEVEL", d["PRODUCER_LOG_LEVEL"]),
+            heartbeat_file=env.string("PRODUCER_HEARTBEAT_FILE", d["PRODUCER_HEARTBEAT_FILE"]),
+        )
+        # Rows older than KEEP are refused by TDengine ([0x060B], tdengine-checked.md "Writes");
+        # keep an hour of margin so a slow backfill does not age out of the window as it runs.
+        if settings.backfill_s > settings.keep_days * 86_400 - 3_600:
+            raise SettingsError("PRODUCER_BACKFILL",
+                                f"less than PRODUCER_KEEP_DAYS ({settings.keep_days} d) minus 1 h",
+                                environ.get("PRODUCER_BACKFILL"))
+        if settings.buffer_rows < settings.meters:
+            raise SettingsError("PRODUCER_BUFFER_ROWS",
+                                f"at least PRODUCER_METERS ({settings.meters}) rows, one tick",
+                                environ.get("PRODUCER_BUFFER_ROWS"))
+        return settings

@@ -1,0 +1,89 @@
+"""Fixtures shared by every test layer: the fake taosws, subprocess environments, real TDengine."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKES = ROOT / "tests" / "fakes"
+
+
+def pytest_collection_modifyitems(items):
+    """Mark each test with its layer, from the folder it lives in."""
+    for item in items:
+        layer = Path(str(item.fspath)).parent.name
+        if layer in ("unit", "contract", "component", "containers", "integration"):
+            item.add_marker(getattr(pytest.mark, layer))
+
+
+@pytest.fixture
+def fake_state(tmp_path) -> Path:
+    """A fresh fake TDengine (its SQLite file) for one test."""
+    return tmp_path / "fake-tdengine.sqlite"
+
+
+@pytest.fixture
+def fake_taosws(fake_state, monkeypatch):
+    """The fake taosws module, talking to this test's fake TDengine."""
+    monkeypatch.setenv("TAOSWS_FAKE_STATE", str(fake_state))
+    from tests.fakes import taosws
+
+    return taosws
+
+
+@pytest.fixture
+def fake_control(fake_state):
+    from tests.fakes.taosws.control import FakeTDengine
+
+    return FakeTDengine(fake_state)
+
+
+@pytest.fixture
+def fake_env(fake_state) -> dict[str, str]:
+    """Environment for a subprocess (python -m producer, ...) that must import the fake taosws."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TDENGINE_", "PRODUCER_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(FAKES), str(ROOT)])
+    env["TAOSWS_FAKE_STATE"] = str(fake_state)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture(scope="session")
+def python() -> str:
+    return sys.executable
+
+
+@pytest.fixture(scope="session")
+def real_tdengine():
+    """A real TDengine: TDENGINE_URL, else the pinned image via testcontainers, else skip."""
+    from tests import tdengine
+
+    found = tdengine.from_env()
+    if found is not None:
+        yield found
+        return
+    container, found = tdengine.start_container()
+    try:
+        yield found
+    finally:
+        container.stop()
+
+
+@pytest.fixture
+def real_database(real_tdengine):
+    """A database name of its own for one test on the real TDengine, dropped afterwards."""
+    import taosws
+
+    from tests.tdengine import unique_database
+
+    name = unique_database()
+    yield name
+    conn = taosws.connect(real_tdengine.settings(name).dsn(with_database=False))
+    try:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+    finally:
+        conn.close()

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The one test command (README.md). Creates the environment, installs what the tests need and runs
+# every test layer that can run on this machine; layers that cannot run say why in their skips.
+# Extra arguments go to pytest, e.g. `bash tests/run.sh -m unit`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+UV_VERSION=0.13.9
+say() { printf '[tests] %s\n' "$*"; }
+
+# System packages the tests use, where Debian's apt can install them: docker-compose (v1) to
+# validate compose.yaml the way Debian's Compose reads it.
+install_system_packages() {
+    local missing=()
+    command -v docker-compose >/dev/null || missing+=(docker-compose)
+    ((${#missing[@]})) || return 0
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        say "installing Debian packages: ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >/dev/null
+    else
+        say "not installing ${missing[*]} (no apt-get or not root): tests that need them skip"
+    fi
+}
+
+# Python: uv (pinned, in its own small venv) installs the locked dependencies into .venv.
+install_python() {
+    if [ ! -x .tools/bin/uv ] || [ "$(.tools/bin/uv --version | cut -d' ' -f2)" != "$UV_VERSION" ]; then
+        say "installing uv $UV_VERSION"
+        python3 -m venv .tools
+        .tools/bin/python -m pip install -q "uv==$UV_VERSION"
+    fi
+    .tools/bin/uv sync --quiet --frozen --all-extras --group test
+}
+
+install_system_packages
+install_python
+
+# No registry may be reachable: testcontainers' reaper image then cannot be pulled. Our fixtures
+# stop their containers themselves.
+export TESTCONTAINERS_RYUK_DISABLED="${TESTCONTAINERS_RYUK_DISABLED:-true}"
+
+set +e
+.venv/bin/python -m pytest "$@"
+status=$?
+set -e
+if [ "$status" = 5 ]; then
+    say "no tests ran: that is a failure"
+    exit 1
+fi
+exit "$status"

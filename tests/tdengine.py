@@ -1,0 +1,107 @@
+"""A real TDengine for integration and contract tests: TDENGINE_URL if set, else a testcontainers
+TDengine at the pinned tag, else a skip that says exactly why (a failure with TDENGINE_REQUIRED=1).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.request
+import uuid
+from base64 import b64encode
+from dataclasses import dataclass
+
+import pytest
+
+from common.settings import Env
+from common.tdengine import TDengineSettings
+
+PINNED_IMAGE = "tdengine/tdengine:3.3.6.13"
+
+
+@dataclass(frozen=True)
+class RealTDengine:
+    url: str
+    user: str
+    password: str
+    source: str  # "TDENGINE_URL" or "testcontainers <image>"
+
+    def settings(self, database: str) -> TDengineSettings:
+        return TDengineSettings(url=self.url, user=self.user, password=self.password, database=database)
+
+    def env(self, database: str) -> dict[str, str]:
+        """The TDENGINE_* settings a service process needs to use this server."""
+        return {"TDENGINE_URL": self.url, "TDENGINE_USER": self.user,
+                "TDENGINE_PASSWORD": self.password, "TDENGINE_DATABASE": database}
+
+
+def unavailable(reason: str):
+    """Skip, or fail when TDENGINE_REQUIRED=1 asks for a real TDengine."""
+    if os.environ.get("TDENGINE_REQUIRED") == "1":
+        pytest.fail(f"TDENGINE_REQUIRED=1 but no real TDengine: {reason}", pytrace=False)
+    pytest.skip(f"no real TDengine: {reason}")
+
+
+def from_env() -> RealTDengine | None:
+    if not os.environ.get("TDENGINE_URL"):
+        return None
+    settings = TDengineSettings.from_env(Env(os.environ))
+    return RealTDengine(settings.url, settings.user, settings.password, "TDENGINE_URL")
+
+
+def start_container():
+    """Start the pinned TDengine image; returns (container, RealTDengine) or skips with why."""
+    image = os.environ.get("TDENGINE_IMAGE", PINNED_IMAGE)
+    try:
+        import docker
+        import docker.errors
+
+        client = docker.from_env()
+        client.ping()
+    except Exception as error:  # docker-py raises several kinds when no engine answers
+        unavailable(f"TDENGINE_URL is not set and no Docker engine is reachable ({error})")
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        try:
+            client.images.pull(image)
+        except docker.errors.NotFound as error:
+            unavailable(f"image tag not found: {image} ({error})")
+        except docker.errors.APIError as error:
+            text = str(error)
+            if "manifest unknown" in text or "not found" in text.lower() and "manifest" in text:
+                unavailable(f"image tag not found: {image} ({error})")
+            unavailable(f"registry unreachable, cannot pull {image} ({error})")
+    from testcontainers.core.container import DockerContainer
+
+    container = DockerContainer(image).with_exposed_ports(6041)
+    container.start()
+    host = container.get_container_host_ip()
+    port = int(container.get_exposed_port(6041))
+    wait_for_sql(f"http://{host}:{port}/rest/sql", "root", "taosdata", timeout_s=180)
+    return container, RealTDengine(f"ws://{host}:{port}", "root", "taosdata", f"testcontainers {image}")
+
+
+def wait_for_sql(rest_url: str, user: str, password: str, timeout_s: float) -> None:
+    """Wait until an SQL round trip through taosAdapter works (the REST API answers 200 even for
+    SQL errors, so the body's code is checked; tdengine.md 3, readiness)."""
+    token = b64encode(f"{user}:{password}".encode()).decode()
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        request = urllib.request.Request(rest_url, data=b"select server_version()",
+                                         headers={"Authorization": f"Basic {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                body = response.read().decode()
+            if '"code":0' in body:
+                return
+            last = body[:200]
+        except OSError as error:
+            last = str(error)
+        time.sleep(1)
+    raise TimeoutError(f"TDengine at {rest_url} not ready after {timeout_s} s: {last}")
+
+
+def unique_database() -> str:
+    return "t_" + uuid.uuid4().hex[:12]

@@ -1,0 +1,72 @@
+import pytest
+
+from common.settings import SettingsError
+from common.tdengine import TDengineSettings, parse_url
+from producer.settings import DEFAULTS, ProducerSettings
+
+
+def test_defaults():
+    settings = ProducerSettings.from_env({})
+    assert settings.meters == int(DEFAULTS["PRODUCER_METERS"])
+    assert settings.interval_ms == 1000 and settings.backfill_s == 600
+    assert settings.tdengine == TDengineSettings("ws://localhost:6041", "root", "taosdata", "power")
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("PRODUCER_METERS", "-3", "whole number from 1"),
+    ("PRODUCER_METERS", "many", "whole number"),
+    ("PRODUCER_INTERVAL_MS", "abc", "whole number"),
+    ("PRODUCER_INTERVAL_MS", "5", "from 10"),
+    ("PRODUCER_BACKFILL", "ten minutes", "duration"),
+    ("PRODUCER_SEED", "1.5", "whole number"),
+    ("PRODUCER_KEEP_DAYS", "1", "from 3"),
+    ("PRODUCER_RETRY_MAX", "0", "at least 0.1"),
+    ("PRODUCER_LOG_LEVEL", "LOUD", "one of DEBUG"),
+    ("TDENGINE_URL", "http://tdengine:6041", "WebSocket URL"),
+    ("TDENGINE_URL", "ws://tdengine", "without a port"),
+    ("TDENGINE_URL", "ws://root:pw@tdengine:6041", "credentials"),
+    ("TDENGINE_URL", "ws://tdengine:6041/power", "TDENGINE_DATABASE"),
+    ("TDENGINE_URL", "ws://tdengine:99999", "WebSocket URL"),
+    ("TDENGINE_URL", "tdengine:6041", "WebSocket URL"),
+    ("TDENGINE_DATABASE", "power; DROP DATABASE power", "TDengine name"),
+    ("TDENGINE_DATABASE", "1power", "TDengine name"),
+    ("TDENGINE_DATABASE", "x" * 65, "TDengine name"),
+])
+def test_bad_values_name_the_variable_and_what_was_expected(name, value, expected):
+    with pytest.raises(SettingsError) as caught:
+        ProducerSettings.from_env({name: value})
+    message = str(caught.value)
+    assert message.startswith(name + ":") and expected in message and repr(value) in message
+
+
+def test_backfill_must_fit_inside_keep():
+    with pytest.raises(SettingsError, match="PRODUCER_BACKFILL.*PRODUCER_KEEP_DAYS"):
+        ProducerSettings.from_env({"PRODUCER_BACKFILL": "7d", "PRODUCER_KEEP_DAYS": "7"})
+    assert ProducerSettings.from_env({"PRODUCER_BACKFILL": "2d", "PRODUCER_KEEP_DAYS": "3"}).backfill_s == 172800
+
+
+def test_buffer_must_hold_one_tick():
+    with pytest.raises(SettingsError, match="PRODUCER_BUFFER_ROWS"):
+        ProducerSettings.from_env({"PRODUCER_METERS": "1000", "PRODUCER_BUFFER_ROWS": "999"})
+
+
+def test_durations_and_names():
+    settings = ProducerSettings.from_env({"PRODUCER_BACKFILL": "90s", "PRODUCER_RETRY_MAX": "500ms",
+                                          "TDENGINE_DATABASE": "Power_2", "PRODUCER_METERS": "1_000"})
+    assert settings.backfill_s == 90 and settings.retry_max_s == 0.5
+    assert settings.tdengine.database == "power_2" and settings.meters == 1000
+
+
+def test_empty_value_means_default():
+    assert ProducerSettings.from_env({"PRODUCER_METERS": " "}).meters == int(DEFAULTS["PRODUCER_METERS"])
+
+
+def test_dsn_is_built_in_one_place_with_quoted_credentials():
+    settings = TDengineSettings("ws://tdengine:6041", "root", "p@ss:/w", "power")
+    assert settings.dsn(with_database=True) == "ws://root:p%40ss%3A%2Fw@tdengine:6041/power?conn_retries=0"
+    assert settings.dsn(with_database=False) == "ws://root:p%40ss%3A%2Fw@tdengine:6041?conn_retries=0"
+    assert "p@ss" not in settings.redacted()
+
+
+def test_url_is_normalised():
+    assert parse_url("TDENGINE_URL", "wss://db.example:443/") == "wss://db.example:443"
