@@ -1,0 +1,228 @@
+"""`python -m producer` as a real process against the fake taosws."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from producer.simulator import make_fleet, simulate
+
+DSN = "ws://root:taosdata@localhost:6041"
+ROWS = "SELECT tbname, CAST(ts AS BIGINT) AS ts_ms, current, voltage, phase, groupid, location FROM power.meters"
+
+
+class ProducerProcess:
+    def __init__(self, env: dict[str, str], tmp_path, **settings: str):
+        self.env = dict(env, **{k: str(v) for k, v in settings.items()})
+        self.env.setdefault("PRODUCER_HEARTBEAT_FILE", str(tmp_path / "heartbeat"))
+        self.log_path = tmp_path / f"producer-{time.monotonic_ns()}.log"
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "producer"], env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for(self, text: str, timeout_s: float = 20) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if text in self.output():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        pytest.fail(f"producer never logged {text!r}; output:\n{self.output()}")
+
+    def stop(self, timeout_s: float = 5) -> tuple[int, float]:
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            pytest.fail(f"producer did not stop within {timeout_s} s; output:\n{self.output()}")
+        self.log.close()
+        return code, time.monotonic() - started
+
+
+@pytest.fixture
+def run_producer(fake_env, tmp_path):
+    started = []
+
+    def run(**settings):
+        process = ProducerProcess(fake_env, tmp_path, **settings)
+        started.append(process)
+        return process
+
+    yield run
+    for process in started:
+        if process.proc.poll() is None:
+            process.proc.kill()
+
+
+def stored(fake_taosws):
+    conn = fake_taosws.connect(DSN)
+    rows = list(conn.query(ROWS))
+    conn.close()
+    return rows
+
+
+def assert_complete_and_exact(rows, meters: int, interval_ms: int, seed: int):
+    """Every meter has every tick from the first to the last, once, with the simulated values."""
+    fleet = make_fleet(meters, seed)
+    stamps = sorted({r[1] for r in rows})
+    assert stamps == list(range(stamps[0], stamps[-1] + 1, interval_ms)), "a tick is missing"
+    assert len(rows) == len(stamps) * meters, "rows missing or duplicated"
+    expected = simulate(fleet, np.array(stamps))
+    index = {ts: i for i, ts in enumerate(stamps)}
+    for tbname, ts, current, voltage, phase, groupid, location in rows:
+        m = int(tbname[1:])
+        t = index[ts]
+        assert np.float32(current) == expected.current[t, m]
+        assert voltage == expected.voltage[t, m]
+        assert np.float32(phase) == expected.phase[t, m]
+        assert (groupid, location) == (fleet.groupids[m], fleet.locations[m])
+    return stamps
+
+
+def test_backfill_then_live_ticks_with_exact_values(run_producer, fake_taosws):
+    producer = run_producer(PRODUCER_METERS=7, PRODUCER_INTERVAL_MS=100, PRODUCER_BACKFILL="3s",
+                            PRODUCER_SEED=5, PRODUCER_REPORT_EVERY="500ms")
+    producer.wait_for("backfill done")
+    time.sleep(1.0)
+    code, _ = producer.stop()
+    assert code == 0
+    stamps = assert_complete_and_exact(stored(fake_taosws), meters=7, interval_ms=100, seed=5)
+    assert len(stamps) >= 30 + 5  # 3 s of history at 100 ms, then live ticks
+    assert "event=progress" in producer.output() and "rows_per_s=" in producer.output()
+
+
+def test_schema_is_the_data_contract(run_producer, fake_taosws):
+    producer = run_producer(PRODUCER_METERS=2, PRODUCER_BACKFILL="0")
+    producer.wait_for("event=connected")
+    producer.stop()
+    conn = fake_taosws.connect(DSN)
+    assert [r[:4] for r in conn.query("DESCRIBE power.meters")] == [
+        ("ts", "TIMESTAMP", 8, ""), ("current", "FLOAT", 4, ""), ("voltage", "INT", 4, ""),
+        ("phase", "FLOAT", 4, ""), ("groupid", "INT", 4, "TAG"), ("location", "VARCHAR", 24, "TAG")]
+
+
+def test_restart_resumes_after_the_newest_row_and_rewrites_nothing(run_producer, fake_taosws):
+    first = run_producer(PRODUCER_METERS=5, PRODUCER_INTERVAL_MS=100, PRODUCER_BACKFILL="2s")
+    first.wait_for("backfill done")
+    time.sleep(0.5)
+    assert first.stop()[0] == 0
+    before = {(r[0], r[1]): r for r in stored(fake_taosws)}
+    time.sleep(0.5)  # a gap while no producer runs: the restart does not backfill 2 s again
+    second = run_producer(PRODUCER_METERS=5, PRODUCER_INTERVAL_MS=100, PRODUCER_BACKFILL="2s")
+    second.wait_for("backfill done")
+    time.sleep(0.5)
+    assert second.stop()[0] == 0
+    after = {(r[0], r[1]): r for r in stored(fake_taosws)}
+    assert all(after[key] == row for key, row in before.items()), "a first-run value changed"
+    newest_before = max(ts for _, ts in before)
+    new = [ts for _, ts in after if ts > newest_before]
+    assert new and min(new) == newest_before + 100  # resumes at the very next tick
+    assert f"resume_after_ts={newest_before}" in second.output()
+
+
+def test_connection_dropped_mid_run_reconnects_and_loses_nothing(run_producer, fake_taosws, fake_control):
+    producer = run_producer(PRODUCER_METERS=4, PRODUCER_INTERVAL_MS=50, PRODUCER_BACKFILL="1s",
+                            PRODUCER_RETRY_MAX="300ms")
+    producer.wait_for("backfill done")
+    time.sleep(0.3)
+    fake_control.refuse_connections(True)
+    fake_control.restart_adapter()  # the open connection now fails with [0xE002] forever
+    producer.wait_for("database unavailable")
+    time.sleep(1.0)                 # the database stays down for a while: ticks are owed
+    fake_control.refuse_connections(False)
+    producer.wait_for("event=reconnected")
+    time.sleep(0.5)
+    assert producer.stop()[0] == 0
+    output = producer.output()
+    assert "0xE002" in output and "closed channel" in output
+    assert "rows_dropped=0" in output.splitlines()[-1]
+    assert_complete_and_exact(stored(fake_taosws), meters=4, interval_ms=50, seed=42)
+
+
+def test_outage_beyond_the_buffer_drops_oldest_rows_and_counts_them(run_producer, fake_taosws, fake_control):
+    producer = run_producer(PRODUCER_METERS=10, PRODUCER_INTERVAL_MS=50, PRODUCER_BACKFILL="0",
+                            PRODUCER_BUFFER_ROWS=100, PRODUCER_RETRY_MAX="200ms")
+    producer.wait_for("event=connected")
+    time.sleep(0.3)
+    fake_control.refuse_connections(True)
+    fake_control.restart_adapter()
+    time.sleep(1.5)                 # ~30 ticks x 10 meters owed, the buffer holds 100 rows
+    fake_control.refuse_connections(False)
+    producer.wait_for("event=reconnected")
+    time.sleep(0.3)
+    assert producer.stop()[0] == 0
+    output = producer.output()
+    assert "oldest rows dropped" in output
+    dropped = int(output.splitlines()[-1].split("rows_dropped=")[1].split()[0])
+    assert dropped >= 100 and dropped % 10 == 0
+    rows = stored(fake_taosws)
+    stamps = sorted({r[1] for r in rows})
+    missing_ticks = (stamps[-1] - stamps[0]) // 50 + 1 - len(stamps)
+    assert missing_ticks * 10 == dropped  # exactly what was reported as dropped is missing
+
+
+def test_database_unreachable_at_start_then_appears(run_producer, fake_taosws, fake_control):
+    fake_control.refuse_connections(True)
+    producer = run_producer(PRODUCER_METERS=3, PRODUCER_RETRY_MAX="200ms", PRODUCER_BACKFILL="1s")
+    producer.wait_for("database unavailable")
+    producer.wait_for("attempt=3")
+    fake_control.refuse_connections(False)
+    producer.wait_for("backfill done")
+    assert producer.stop()[0] == 0
+    assert len(stored(fake_taosws)) >= 3
+
+
+@pytest.mark.parametrize("connected", [True, False])
+def test_sigterm_exits_zero_promptly(run_producer, fake_control, connected):
+    if not connected:
+        fake_control.refuse_connections(True)
+    producer = run_producer(PRODUCER_METERS=3, PRODUCER_RETRY_MAX="10s")
+    producer.wait_for("event=connected" if connected else "database unavailable")
+    code, took = producer.stop(timeout_s=5)
+    assert code == 0 and took < 3
+    assert "event=stopped" in producer.output()
+
+
+def test_healthcheck_follows_the_heartbeat(run_producer, fake_env, tmp_path, fake_control):
+    heartbeat = tmp_path / "hb"
+    env = dict(fake_env, PRODUCER_HEARTBEAT_FILE=str(heartbeat))
+
+    def healthy() -> bool:
+        return subprocess.run([sys.executable, "-m", "producer.healthcheck"], env=env,
+                              capture_output=True, timeout=30).returncode == 0
+
+    assert not healthy()  # no heartbeat yet
+    producer = run_producer(PRODUCER_METERS=2, PRODUCER_INTERVAL_MS=100, PRODUCER_HEARTBEAT_FILE=str(heartbeat))
+    producer.wait_for("backfill done")
+    time.sleep(0.3)
+    assert healthy()
+    producer.stop()
+    os.utime(heartbeat, (time.time() - 3600, time.time() - 3600))
+    assert not healthy()
+
+
+@pytest.mark.parametrize("name, value", [
+    ("PRODUCER_METERS", "-3"),
+    ("PRODUCER_INTERVAL_MS", "fast"),
+    ("TDENGINE_URL", "ws://tdengine"),
+    ("TDENGINE_URL", "not a url"),
+    ("TDENGINE_DATABASE", "power;drop"),
+])
+def test_a_bad_setting_stops_start_up_naming_the_variable(fake_env, name, value):
+    result = subprocess.run([sys.executable, "-m", "producer"], env=dict(fake_env, **{name: value}),
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert f"configuration error: {name}: expected" in result.stderr
+    assert result.stdout == ""  # nothing started, nothing logged

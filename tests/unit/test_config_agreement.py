@@ -1,0 +1,93 @@
+"""Every setting is documented once in .env.example, with the same default as in code and in
+compose.yaml; compose.yaml passes the Compose Specification schema and Docker Compose v1."""
+
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from common import tdengine
+from producer.settings import DEFAULTS as PRODUCER_DEFAULTS
+from tests.conftest import ROOT
+
+ENTRY = re.compile(r"^#?\s*([A-Z][A-Z0-9_]*)=(.*)$")
+CODE_DEFAULTS = {
+    "TDENGINE_URL": tdengine.DEFAULT_URL,
+    "TDENGINE_USER": tdengine.DEFAULT_USER,
+    "TDENGINE_PASSWORD": tdengine.DEFAULT_PASSWORD,
+    "TDENGINE_DATABASE": tdengine.DEFAULT_DATABASE,
+    **PRODUCER_DEFAULTS,
+}
+
+
+def env_example() -> dict[str, str]:
+    entries = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        match = ENTRY.match(line)
+        if match:
+            name, value = match.groups()
+            assert name not in entries, f"{name} is documented twice in .env.example"
+            entries[name] = value
+    return entries
+
+
+def compose_defaults() -> dict[str, str]:
+    text = (ROOT / "compose.yaml").read_text()
+    found = {}
+    for name, value in re.findall(r"\$\{([A-Z][A-Z0-9_]*):-([^}]*)\}", text):
+        assert found.setdefault(name, value) == value, f"{name} has two defaults in compose.yaml"
+    return found
+
+
+def test_every_code_default_is_in_env_example_with_the_same_value():
+    documented = env_example()
+    for name, value in CODE_DEFAULTS.items():
+        assert documented.get(name) == value, f"{name}: code says {value!r}, .env.example {documented.get(name)!r}"
+
+
+def test_every_compose_default_is_in_env_example_with_the_same_value():
+    documented = env_example()
+    for name, value in compose_defaults().items():
+        assert documented.get(name) == value, f"{name}: compose says {value!r}, .env.example {documented.get(name)!r}"
+
+
+def test_every_documented_setting_is_used_somewhere():
+    used = set(CODE_DEFAULTS) | set(compose_defaults())
+    unused = set(env_example()) - used
+    assert not unused, f"documented in .env.example but used nowhere: {sorted(unused)}"
+
+
+def test_no_own_setting_is_named_taos():
+    """The TDengine image turns every TAOS_* variable into server configuration."""
+    assert not [n for n in env_example() if n.startswith("TAOS_")]
+
+
+def test_compose_passes_the_compose_specification_schema():
+    checker = shutil.which("check-jsonschema", path=str(ROOT / ".venv" / "bin")) or shutil.which("check-jsonschema")
+    assert checker, "check-jsonschema is a test dependency"
+    result = subprocess.run([checker, "--builtin-schema", "vendor.compose-spec", str(ROOT / "compose.yaml")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_passes_docker_compose_v1():
+    if not shutil.which("docker-compose"):
+        pytest.skip("docker-compose (v1) is not installed; tests/run.sh installs it on Debian")
+    result = subprocess.run(["docker-compose", "config", "-q"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120, env={"PATH": "/usr/bin:/bin:/usr/local/bin"})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_services_have_health_restart_and_bounded_logs():
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    assert "name" not in compose
+    for name, service in compose["services"].items():
+        assert service.get("restart") == "unless-stopped", name
+        assert service["logging"]["driver"] == "json-file" and "max-size" in service["logging"]["options"], name
+        assert "healthcheck" in service or (ROOT / name / "Dockerfile").read_text().count("HEALTHCHECK") == 1, name
+        assert "ports" not in service or name == "viewer", f"{name} publishes a port"
+    assert compose["services"]["producer"]["depends_on"]["tdengine"]["condition"] == "service_healthy"
+    image = compose["services"]["tdengine"]["image"]
+    assert ":latest" not in image and re.search(r":\d+\.\d+\.\d+\.\d+\}$", image)
