@@ -3,52 +3,15 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
-from producer.simulator import make_fleet, simulate
+from tests.producer_process import ROWS, ProducerProcess, assert_complete_and_exact
 
 DSN = "ws://root:taosdata@localhost:6041"
-ROWS = "SELECT tbname, CAST(ts AS BIGINT) AS ts_ms, current, voltage, phase, groupid, location FROM power.meters"
-
-
-class ProducerProcess:
-    def __init__(self, env: dict[str, str], tmp_path, **settings: str):
-        self.env = dict(env, **{k: str(v) for k, v in settings.items()})
-        self.env.setdefault("PRODUCER_HEARTBEAT_FILE", str(tmp_path / "heartbeat"))
-        self.log_path = tmp_path / f"producer-{time.monotonic_ns()}.log"
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "producer"], env=self.env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-
-    def output(self) -> str:
-        return self.log_path.read_text()
-
-    def wait_for(self, text: str, timeout_s: float = 20) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if text in self.output():
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        pytest.fail(f"producer never logged {text!r}; output:\n{self.output()}")
-
-    def stop(self, timeout_s: float = 5) -> tuple[int, float]:
-        started = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            pytest.fail(f"producer did not stop within {timeout_s} s; output:\n{self.output()}")
-        self.log.close()
-        return code, time.monotonic() - started
 
 
 @pytest.fixture
@@ -68,27 +31,9 @@ def run_producer(fake_env, tmp_path):
 
 def stored(fake_taosws):
     conn = fake_taosws.connect(DSN)
-    rows = list(conn.query(ROWS))
+    rows = list(conn.query(ROWS.format(db="power")))
     conn.close()
     return rows
-
-
-def assert_complete_and_exact(rows, meters: int, interval_ms: int, seed: int):
-    """Every meter has every tick from the first to the last, once, with the simulated values."""
-    fleet = make_fleet(meters, seed)
-    stamps = sorted({r[1] for r in rows})
-    assert stamps == list(range(stamps[0], stamps[-1] + 1, interval_ms)), "a tick is missing"
-    assert len(rows) == len(stamps) * meters, "rows missing or duplicated"
-    expected = simulate(fleet, np.array(stamps))
-    index = {ts: i for i, ts in enumerate(stamps)}
-    for tbname, ts, current, voltage, phase, groupid, location in rows:
-        m = int(tbname[1:])
-        t = index[ts]
-        assert np.float32(current) == expected.current[t, m]
-        assert voltage == expected.voltage[t, m]
-        assert np.float32(phase) == expected.phase[t, m]
-        assert (groupid, location) == (fleet.groupids[m], fleet.locations[m])
-    return stamps
 
 
 def test_backfill_then_live_ticks_with_exact_values(run_producer, fake_taosws):

@@ -351,8 +351,9 @@ class Connection:
         self._request()
         return TaosStmt2(self)
 
-    def statement(self):
-        raise Unsupported("the legacy stmt API is not implemented by the fake; use stmt2")
+    def statement(self) -> "TaosStmt":
+        self._request()
+        return TaosStmt(self)
 
     def schemaless_insert(self, *args, **kwargs):
         raise Unsupported("schemaless_insert is not implemented by the fake")
@@ -584,6 +585,41 @@ class TaosStmt2:
 
     def result_set(self):
         raise Unsupported("stmt2 queries are not implemented by the fake")
+
+    def close(self) -> None:
+        pass
+
+
+class TaosStmt:
+    """The legacy stmt API: set_tbname_tags, bind_param (column-wise), add_batch, execute."""
+
+    def __init__(self, connection: Connection):
+        self._stmt2 = TaosStmt2(connection)
+        self._table = self._tags = self._columns = None
+
+    def prepare(self, sql: str) -> None:
+        self._stmt2.prepare(sql)
+
+    def set_tbname(self, name: str) -> None:
+        self._table = name
+
+    def set_tags(self, tags: list) -> None:
+        self._tags = tags
+
+    def set_tbname_tags(self, name: str, tags: list) -> None:
+        self._table, self._tags = name, tags
+
+    def bind_param(self, columns: list) -> None:
+        self._columns = columns
+
+    def add_batch(self) -> None:
+        self._stmt2.bind([PyStmt2BindParam(self._table, self._tags, self._columns)])
+
+    def execute(self) -> int:
+        return self._stmt2.execute()
+
+    def affect_rows(self) -> int:
+        return self._stmt2.affect_rows()
 
     def close(self) -> None:
         pass
