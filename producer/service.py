@@ -85,7 +85,7 @@ class Producer:
         pending = ticker.pending(now)
         if pending == 0:
             self.heartbeat()
-            self.catch_up_done(now)
+            self.catch_up_done()
             self.maybe_report(now)
             self.stop.wait(min(ticker.seconds_until_due(now), max(0.0, self.next_report - now)))
             return
@@ -174,7 +174,7 @@ class Producer:
                 self.heartbeat_failed = True
                 event(log, logging.WARNING, "cannot write PRODUCER_HEARTBEAT_FILE", error=error)
 
-    def catch_up_done(self, now: float) -> None:
+    def catch_up_done(self) -> None:
         if self.behind:
             self.behind = False
             event(log, logging.INFO, "caught up")

@@ -24,14 +24,16 @@ install_system_packages() {
     fi
 }
 
-# Python: uv (pinned, in its own small venv) installs the locked dependencies into .venv.
+# Python: uv (pinned, bootstrapped once into a cache folder outside the checkout) installs the
+# locked dependencies (uv.lock) into .venv.
 install_python() {
-    if [ ! -x .tools/bin/uv ] || [ "$(.tools/bin/uv --version | cut -d' ' -f2)" != "$UV_VERSION" ]; then
-        say "installing uv $UV_VERSION"
-        python3 -m venv .tools
-        .tools/bin/python -m pip install -q "uv==$UV_VERSION"
+    local tools="${XDG_CACHE_HOME:-$HOME/.cache}/meters-dashboard/uv-$UV_VERSION"
+    if [ ! -x "$tools/bin/uv" ]; then
+        say "installing uv $UV_VERSION into $tools"
+        python3 -m venv "$tools"
+        "$tools/bin/python" -m pip install -q "uv==$UV_VERSION"
     fi
-    .tools/bin/uv sync --quiet --frozen --all-extras --group test
+    "$tools/bin/uv" sync --quiet --frozen --all-extras --group test
 }
 
 install_system_packages

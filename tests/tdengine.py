@@ -51,27 +51,13 @@ def from_env() -> RealTDengine | None:
 
 def start_container():
     """Start the pinned TDengine image; returns (container, RealTDengine) or skips with why."""
+    from tests import docker_engine
+
     image = os.environ.get("TDENGINE_IMAGE", PINNED_IMAGE)
     try:
-        import docker
-        import docker.errors
-
-        client = docker.from_env()
-        client.ping()
-    except Exception as error:  # docker-py raises several kinds when no engine answers
-        unavailable(f"TDENGINE_URL is not set and no Docker engine is reachable ({error})")
-    try:
-        client.images.get(image)
-    except docker.errors.ImageNotFound:
-        try:
-            client.images.pull(image)
-        except docker.errors.NotFound as error:
-            unavailable(f"image tag not found: {image} ({error})")
-        except docker.errors.APIError as error:
-            text = str(error)
-            if "manifest unknown" in text or "not found" in text.lower() and "manifest" in text:
-                unavailable(f"image tag not found: {image} ({error})")
-            unavailable(f"registry unreachable, cannot pull {image} ({error})")
+        docker_engine.ensure_image(docker_engine.client(), image)
+    except docker_engine.Unavailable as reason:
+        unavailable(f"TDENGINE_URL is not set, and {reason}")
     from testcontainers.core.container import DockerContainer
 
     container = DockerContainer(image).with_exposed_ports(6041)

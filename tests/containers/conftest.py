@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests import docker_engine
 from tests.conftest import ROOT
 
 BASE_IMAGE = "debian:bookworm-slim"
@@ -12,21 +13,14 @@ BASE_IMAGE = "debian:bookworm-slim"
 @pytest.fixture(scope="session")
 def docker_client():
     try:
-        import docker
-
-        client = docker.from_env()
-        client.ping()
-    except Exception as error:  # docker-py raises several kinds when no engine answers
-        pytest.skip(f"no Docker engine reachable ({error}); CI starts one in .ci/run")
+        engine = docker_engine.client()
+    except docker_engine.Unavailable as reason:
+        pytest.skip(f"{reason}; CI starts one in .ci/run")
     try:
-        client.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        try:
-            client.images.pull(BASE_IMAGE)
-        except docker.errors.APIError as error:
-            pytest.skip(f"{BASE_IMAGE} is not present and cannot be pulled ({error}); "
-                        ".ci/run builds a local stand-in with debootstrap")
-    return client
+        docker_engine.ensure_image(engine, BASE_IMAGE)
+    except docker_engine.Unavailable as reason:
+        pytest.skip(f"base image {BASE_IMAGE}: {reason}; .ci/run builds a local stand-in with debootstrap")
+    return engine
 
 
 def build(client, service: str) -> str:

@@ -146,8 +146,8 @@ def test_stmt2_writes_many_rows_per_subtable(td):
         tw.millis_timestamps_to_column([ts + 3]), tw.floats_to_column([4.5]), tw.ints_to_column([223]),
         tw.floats_to_column([1.0])])])
     assert stmt.execute() == 1
-    rows = list(conn.query(f"SELECT tbname, CAST(ts AS BIGINT), current, voltage, groupid, location "
-                           f"FROM {td.db}.meters ORDER BY tbname, ts"))
+    rows = sorted(conn.query(f"SELECT tbname, CAST(ts AS BIGINT), current, voltage, groupid, location "
+                             f"FROM {td.db}.meters"))
     assert len(rows) == 7
     assert rows[0] == ("d0", ts, 1.5, 220, 0, "loc0") and rows[3] == ("d0", ts + 3, 4.5, 223, 0, "loc0")
     assert rows[6] == ("d1", ts + 2, 3.5, 222, 1, "loc1")

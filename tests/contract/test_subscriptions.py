@@ -23,12 +23,18 @@ def poll_rows(consumer, want: int, timeout_s: float = 10.0):
     return rows
 
 
-def test_topic_with_tbname_and_cast_delivers_new_rows(td):
+def subscribed(td, group: str, select: str = TOPIC_SELECT):
+    """A meters database, a topic over it, and a consumer past its first poll."""
     conn = td.meters()
-    topic = td.topic(conn, TOPIC_SELECT.format(db=td.db))
-    consumer = td.consumer("g_new")
+    topic = td.topic(conn, select.format(db=td.db))
+    consumer = td.consumer(group)
     consumer.subscribe([topic])
     assert consumer.poll(0.2) is None  # the first poll fixes the start position
+    return conn, topic, consumer
+
+
+def test_topic_with_tbname_and_cast_delivers_new_rows(td):
+    conn, _topic, consumer = subscribed(td, "g_new")
     ts = now_ms()
     conn.execute(f"INSERT INTO {td.db}.d0 USING {td.db}.meters TAGS (1, 'x') VALUES ({ts}, 0.3, 220, 0.31)")
     rows = poll_rows(consumer, 1)
@@ -36,11 +42,7 @@ def test_topic_with_tbname_and_cast_delivers_new_rows(td):
 
 
 def test_block_fields_are_methods(td):
-    conn = td.meters()
-    topic = td.topic(conn, TOPIC_SELECT.format(db=td.db))
-    consumer = td.consumer("g_fields")
-    consumer.subscribe([topic])
-    consumer.poll(0.2)
+    conn, _topic, consumer = subscribed(td, "g_fields")
     conn.execute(f"INSERT INTO {td.db}.d0 USING {td.db}.meters TAGS (1, 'x') VALUES ({now_ms()}, 1, 2, 3)")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -53,11 +55,7 @@ def test_block_fields_are_methods(td):
 
 
 def test_without_cast_ts_arrives_as_an_aware_datetime(td):
-    conn = td.meters()
-    topic = td.topic(conn, f"SELECT ts, current FROM {td.db}.meters")
-    consumer = td.consumer("g_dt")
-    consumer.subscribe([topic])
-    consumer.poll(0.2)
+    conn, _topic, consumer = subscribed(td, "g_dt", "SELECT ts, current FROM {db}.meters")
     ts = now_ms()
     conn.execute(f"INSERT INTO {td.db}.d0 USING {td.db}.meters TAGS (1, 'x') VALUES ({ts}, 1, 2, 3)")
     (row,) = poll_rows(consumer, 1)
@@ -82,22 +80,14 @@ def test_latest_position_is_fixed_at_the_first_poll_not_at_subscribe(td):
 
 
 def test_poll_without_data_returns_after_half_its_timeout(td):
-    conn = td.meters()
-    topic = td.topic(conn, TOPIC_SELECT.format(db=td.db))
-    consumer = td.consumer("g_timing")
-    consumer.subscribe([topic])
-    consumer.poll(0.2)
+    _conn, _topic, consumer = subscribed(td, "g_timing")
     started = time.monotonic()
     assert consumer.poll(2.0) is None
     assert 0.6 <= time.monotonic() - started <= 1.6
 
 
 def test_a_subscribed_topic_needs_force_to_drop(td):
-    conn = td.meters()
-    topic = td.topic(conn, TOPIC_SELECT.format(db=td.db))
-    consumer = td.consumer("g_drop")
-    consumer.subscribe([topic])
-    consumer.poll(0.2)
+    conn, topic, consumer = subscribed(td, "g_drop")
     consumer.unsubscribe()
     with pytest.raises(td.taosws.QueryError, match=r"^\[0x03EB\].*Topic subscribed cannot be dropped"):
         conn.execute(f"DROP TOPIC {topic}")

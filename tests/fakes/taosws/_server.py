@@ -10,6 +10,7 @@ taosws class, so a test can never mistake a gap in the fake for a database error
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
@@ -281,17 +282,17 @@ class Server:
     def close(self) -> None:
         self.db.close()
 
+    @contextlib.contextmanager
     def transaction(self):
-        server = self
-
-        class _Tx:
-            def __enter__(self):
-                server.db.execute("BEGIN IMMEDIATE")
-
-            def __exit__(self, exc_type, exc, tb):
-                server.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
-
-        return _Tx()
+        """One write transaction; BEGIN IMMEDIATE takes the file's write lock up front, so
+        concurrent processes queue instead of failing on a lock upgrade."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     # control values (see control.py)
     def control(self, key: str) -> str:
