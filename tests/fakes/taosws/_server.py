@@ -713,9 +713,14 @@ class Server:
             raise syntax_error(sql.strip()[:40])
         tokens = Tokens(match.group("table"))
         db, name = tokens.qualified()
-        db, stable, child, schema = self.resolve(db, name, current_db)
-        view = _q("v", db, stable)
-        from_sql = view if child is None else f"(SELECT * FROM {view} WHERE tbname = '{child}')"
+        if (db, name) == ("information_schema", "ins_databases"):
+            # the one system table the project reads: each database's name and precision
+            schema = [Column("name", "VARCHAR", 64), Column("precision", "VARCHAR", 2)]
+            db, stable, from_sql = db, name, '(SELECT name, precision AS "precision" FROM _db)'
+        else:
+            db, stable, child, schema = self.resolve(db, name, current_db)
+            view = _q("v", db, stable)
+            from_sql = view if child is None else f"(SELECT * FROM {view} WHERE tbname = '{child}')"
         rest = match.group("rest") or ""
         for unsupported in ("INTERVAL", "FILL", "SLIMIT", "SESSION", "STATE_WINDOW", "NOW",
                             "JOIN", "UNION", "_WSTART", "_WEND"):

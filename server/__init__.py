@@ -1,0 +1,1 @@
+"""The server: streams TDengine rows into live Perspective tables over a WebSocket."""

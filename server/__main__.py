@@ -1,0 +1,64 @@
+"""`python -m server`: host live Perspective tables fed from TDengine, until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from common import logs
+from common.logs import event
+from common.settings import SettingsError
+
+from .settings import ServerSettings
+
+log = logging.getLogger("server")
+
+
+async def serve(settings: ServerSettings) -> None:
+    import perspective
+
+    from .app import make_app
+    from .health import Health
+    from .supervisor import ReaderSupervisor
+    from .tables import Tables
+
+    perspective_server = perspective.Server()
+    tables = Tables(perspective_server.new_local_client(), settings)
+    health = Health(mode=settings.mode, stale_after_s=settings.stale_after_s)
+    supervisor = ReaderSupervisor(settings, tables, health)
+    app = make_app(perspective_server, health, supervisor, tables)
+    http = app.listen(settings.port)
+    event(log, logging.INFO, "serving", port=settings.port, table=settings.table,
+          latest_table=settings.latest_table, window_s=settings.window_s, limit=settings.limit,
+          database=settings.tdengine.redacted())
+    supervisor.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    event(log, logging.INFO, "stopping")
+    http.stop()
+    supervisor.stop()
+    event(log, logging.INFO, "stopped")
+
+
+def main() -> int:
+    try:
+        settings = ServerSettings.from_env(os.environ)
+    except SettingsError as error:
+        print(f"server: configuration error: {error}", file=sys.stderr)
+        return 2
+    logs.setup(settings.log_level)
+    # One line per request would flood the logs (compose probes /livez every few seconds);
+    # failed requests still log at WARNING and above.
+    logging.getLogger("tornado.access").setLevel(logging.WARNING)
+    asyncio.run(serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

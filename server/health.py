@@ -1,0 +1,81 @@
+"""What /healthz reports (pure: the caller passes the clock)."""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+from dataclasses import dataclass, field
+
+RATE_WINDOW_S = 10.0
+
+
+def _iso(epoch_s: float | None) -> str | None:
+    if epoch_s is None:
+        return None
+    return dt.datetime.fromtimestamp(epoch_s, dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class Health:
+    mode: str
+    stale_after_s: float
+    reader: dict = field(default_factory=dict)       # the reader process's latest status
+    rows_delivered: int = 0
+    last_delivery: float | None = None                # wall clock of the last batch into the tables
+    newest_row_ms: int | None = None                  # newest row timestamp delivered
+    reader_restarts: int = 0
+    _recent: collections.deque = field(default_factory=collections.deque)  # (wall time, rows)
+
+    def delivered(self, rows: int, newest_ms: int, now: float) -> None:
+        self.rows_delivered += rows
+        self.last_delivery = now
+        self.newest_row_ms = newest_ms if self.newest_row_ms is None else max(self.newest_row_ms, newest_ms)
+        self._recent.append((now, rows))
+
+    def rows_per_s(self, now: float) -> float:
+        while self._recent and self._recent[0][0] < now - RATE_WINDOW_S:
+            self._recent.popleft()
+        return sum(rows for _, rows in self._recent) / RATE_WINDOW_S
+
+    def snapshot(self, now: float, clients: int, table_rows: int | None) -> tuple[int, dict]:
+        """(HTTP status, body): 200 while the newest row is fresh, 503 otherwise."""
+        reader = self.reader
+        lag_ms = None if self.newest_row_ms is None else max(0, round(now * 1000 - self.newest_row_ms))
+        fresh = (bool(reader.get("database_reachable")) and lag_ms is not None
+                 and lag_ms <= self.stale_after_s * 1000)
+        if fresh:
+            reason = None
+        elif not reader:
+            reason = "the reader process has not reported yet"
+        elif not reader.get("database_reachable"):
+            reason = f"database unreachable: {reader.get('last_error') or reader.get('waiting_for')}"
+        elif reader.get("waiting_for"):
+            reason = f"waiting for the database: {reader['waiting_for']}"
+        elif lag_ms is None:
+            reason = "no rows delivered yet"
+        else:
+            reason = f"newest row is {lag_ms / 1000:.1f} s old (SERVER_STALE_AFTER is {self.stale_after_s:g} s)"
+        body = {
+            "status": "ok" if fresh else "degraded",
+            "reason": reason,
+            "mode": self.mode,
+            "phase": reader.get("phase", "starting"),
+            "database_reachable": bool(reader.get("database_reachable")),
+            "unreachable_since": _iso(reader.get("unreachable_since")),
+            "waiting_for": reader.get("waiting_for"),
+            "last_delivery": _iso(self.last_delivery),
+            "newest_row": _iso(None if self.newest_row_ms is None else self.newest_row_ms / 1000),
+            "lag_ms": lag_ms,
+            "rows_per_s": round(self.rows_per_s(now), 1),
+            "rows_delivered": self.rows_delivered,
+            "duplicates_dropped": reader.get("duplicates_dropped", 0),
+            "late_rows_dropped": reader.get("late_rows_dropped", 0),
+            "rebuilds": reader.get("rebuilds", 0),
+            "reader_restarts": self.reader_restarts,
+            "clients": clients,
+            "table_rows": table_rows,
+            "topic": reader.get("topic"),
+            "unsupported_columns": reader.get("unsupported_columns", []),
+            "last_error": reader.get("last_error"),
+        }
+        return (200 if fresh else 503), body

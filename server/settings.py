@@ -1,0 +1,120 @@
+"""The server's settings: one typed object, read and validated once at start-up."""
+
+from __future__ import annotations
+
+import math
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from common.settings import Env, SettingsError
+from common.tdengine import TDengineSettings
+
+# The single source of every server default; .env.example and compose.yaml repeat these values
+# and tests/unit/test_config_agreement.py checks that they agree.
+DEFAULTS = {
+    "SERVER_PORT": "8080",
+    "SERVER_MODE": "subscribe",
+    "SERVER_SUPERTABLE": "meters",
+    "SERVER_TIME_COLUMN": "ts",
+    "SERVER_TABLE": "meters",
+    "SERVER_LATEST_TABLE": "meters_latest",
+    "SERVER_WINDOW": "10m",
+    "SERVER_METERS": "100",
+    "SERVER_INTERVAL_MS": "1000",
+    "SERVER_LIMIT": "",
+    "SERVER_MAX_LATENESS": "1m",
+    "SERVER_BACKFILL_CHUNK": "1m",
+    "SERVER_STALL_TIMEOUT": "10s",
+    "SERVER_STALE_AFTER": "30s",
+    "SERVER_RETRY_MAX": "10s",
+    "SERVER_INSTANCE": "",
+    "SERVER_LOG_LEVEL": "INFO",
+}
+MODES = ("subscribe",)
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+_INSTANCE = re.compile(r"[^A-Za-z0-9_]")
+LIMIT_HEADROOM = 1.1  # room for meters that report slightly faster than the nominal interval
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    tdengine: TDengineSettings
+    port: int
+    mode: str               # subscribe: live rows from a TDengine subscription
+    supertable: str
+    time_column: str
+    table: str              # Perspective table of raw rows (rolling window)
+    latest_table: str       # Perspective table of the newest row per subtable
+    window_s: float         # history loaded at start and kept in `table`
+    meters: int             # the fleet `table` must hold for a whole window...
+    interval_ms: int        # ...at one row per meter per interval
+    limit: int              # rows kept in `table` (Perspective `limit`)
+    max_lateness_s: float   # rows later than this behind their meter's newest are dropped and counted
+    backfill_chunk_s: float
+    stall_timeout_s: float  # no message this long while newer rows exist: rebuild the subscription
+    stale_after_s: float    # /healthz turns 503 when the newest row is older than this
+    retry_max_s: float
+    instance: str           # names this instance's consumer group: replicas each see every row
+    log_level: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "ServerSettings":
+        env = Env(environ)
+        d = DEFAULTS
+        mode = env.raw("SERVER_MODE", d["SERVER_MODE"]).lower()
+        if mode not in MODES:
+            raise SettingsError("SERVER_MODE", "one of " + ", ".join(MODES), mode)
+        window_s = env.duration("SERVER_WINDOW", d["SERVER_WINDOW"], minimum_s=1, maximum_s=7 * 86400)
+        meters = env.integer("SERVER_METERS", int(d["SERVER_METERS"]), minimum=1, maximum=1_000_000)
+        interval_ms = env.integer("SERVER_INTERVAL_MS", int(d["SERVER_INTERVAL_MS"]), minimum=1,
+                                  maximum=3_600_000)
+        needed = math.ceil(meters * window_s * 1000 / interval_ms)
+        limit_text = env.raw("SERVER_LIMIT", d["SERVER_LIMIT"])
+        if limit_text == "":
+            limit = math.ceil(needed * LIMIT_HEADROOM)
+        else:
+            limit = env.integer("SERVER_LIMIT", 0, minimum=1, maximum=500_000_000)
+            if limit < needed:
+                raise SettingsError("SERVER_LIMIT",
+                                    f"at least SERVER_METERS x SERVER_WINDOW / SERVER_INTERVAL_MS = {needed} "
+                                    "rows, so the whole window fits (or leave it empty to size it)", limit_text)
+        if limit > 500_000_000:
+            raise SettingsError("SERVER_WINDOW", f"a window of at most 500,000,000 rows, not {limit}",
+                                environ.get("SERVER_WINDOW"))
+        instance = env.raw("SERVER_INSTANCE", d["SERVER_INSTANCE"]) or socket.gethostname()
+        settings = cls(
+            tdengine=TDengineSettings.from_env(env),
+            port=env.integer("SERVER_PORT", int(d["SERVER_PORT"]), minimum=1, maximum=65535),
+            mode=mode,
+            supertable=env.identifier("SERVER_SUPERTABLE", d["SERVER_SUPERTABLE"]),
+            time_column=env.identifier("SERVER_TIME_COLUMN", d["SERVER_TIME_COLUMN"]),
+            table=_table_name(env, "SERVER_TABLE"),
+            latest_table=_table_name(env, "SERVER_LATEST_TABLE"),
+            window_s=window_s,
+            meters=meters,
+            interval_ms=interval_ms,
+            limit=limit,
+            max_lateness_s=env.duration("SERVER_MAX_LATENESS", d["SERVER_MAX_LATENESS"], maximum_s=86400),
+            backfill_chunk_s=env.duration("SERVER_BACKFILL_CHUNK", d["SERVER_BACKFILL_CHUNK"], minimum_s=1),
+            stall_timeout_s=env.duration("SERVER_STALL_TIMEOUT", d["SERVER_STALL_TIMEOUT"], minimum_s=1),
+            stale_after_s=env.duration("SERVER_STALE_AFTER", d["SERVER_STALE_AFTER"], minimum_s=1),
+            retry_max_s=env.duration("SERVER_RETRY_MAX", d["SERVER_RETRY_MAX"], minimum_s=0.1, maximum_s=3600),
+            instance=_INSTANCE.sub("_", instance)[:48],
+            log_level=env.log_level("SERVER_LOG_LEVEL", d["SERVER_LOG_LEVEL"]),
+        )
+        if settings.table == settings.latest_table:
+            raise SettingsError("SERVER_LATEST_TABLE", "a name other than SERVER_TABLE", settings.latest_table)
+        return settings
+
+    @property
+    def consumer_group(self) -> str:
+        return f"dash_{self.instance}"
+
+
+def _table_name(env: Env, name: str) -> str:
+    value = env.raw(name, DEFAULTS[name])
+    if not _TABLE_NAME.match(value):
+        raise SettingsError(name, "a table name: letters, digits, _ . - (at most 64)", value)
+    return value
