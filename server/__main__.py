@@ -53,9 +53,6 @@ def main() -> int:
         print(f"server: configuration error: {error}", file=sys.stderr)
         return 2
     logs.setup(settings.log_level)
-    # One line per request would flood the logs (compose probes /livez every few seconds);
-    # failed requests still log at WARNING and above.
-    logging.getLogger("tornado.access").setLevel(logging.WARNING)
     asyncio.run(serve(settings))
     return 0
 

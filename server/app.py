@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import tornado.web
 from perspective.handlers.tornado import PerspectiveTornadoHandler
+from tornado.log import access_log
 
 from .health import Health
 from .supervisor import ReaderSupervisor
@@ -56,10 +58,20 @@ class Healthz(tornado.web.RequestHandler):
         self.write(json.dumps(body))
 
 
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """Probes (/livez, /healthz) log at DEBUG whatever they answer: a 503 while the database is
+    away is the expected answer, reported once by the reader, not once per probe."""
+    status = handler.get_status()
+    probe = handler.request.path in ("/livez", "/healthz")
+    level = logging.DEBUG if probe or status < 400 else logging.WARNING
+    access_log.log(level, "%d %s %.1fms", status, handler._request_summary(),
+                   1000.0 * handler.request.request_time())
+
+
 def make_app(perspective_server, health: Health, supervisor: ReaderSupervisor, tables: Tables) -> tornado.web.Application:
     clients = Clients()
     return tornado.web.Application([
         (r"/websocket", PerspectiveSocket, {"perspective_server": perspective_server, "clients": clients}),
         (r"/livez", Livez),
         (r"/healthz", Healthz, {"health": health, "supervisor": supervisor, "tables": tables, "clients": clients}),
-    ], websocket_max_message_size=64 * 1024 * 1024)
+    ], websocket_max_message_size=64 * 1024 * 1024, log_function=log_request)

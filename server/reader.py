@@ -72,7 +72,6 @@ class Reader:
                 except Unavailable as error:
                     self.unavailable(error, reachable=False)
                 except Rebuild as error:
-                    self.status["rebuilds"] += 1
                     event(log, logging.WARNING, "rebuilding subscription and connection", reason=error)
         finally:
             self.source.close()
@@ -92,6 +91,8 @@ class Reader:
 
     def session(self) -> None:
         source = self.source
+        if self.status["phase"] != "starting":
+            self.status["rebuilds"] += 1  # every session after the first rebuilds connection and consumer
         source.connect()
         self.adopt(source.schema())
         topic, dropped = source.ensure_topic(self.schema, TOPIC_PREFIX)

@@ -1,0 +1,250 @@
+"""`python -m server` with its reader process against the fake taosws, read through a real
+Perspective 4.3.0 client over the WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import perspective
+import pytest
+
+from producer.database import CREATE_DATABASE, CREATE_STABLE
+from tests.server_process import ServerProcess, perspective_client, process_alive, table_columns
+
+DSN = "ws://root:taosdata@localhost:6041"
+FAST = {"SERVER_WINDOW": "1m", "SERVER_STALL_TIMEOUT": "1s", "SERVER_RETRY_MAX": "500ms",
+        "SERVER_BACKFILL_CHUNK": "10s"}
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Writer:
+    """Writes rows straight into the fake TDengine, as the producer would."""
+
+    def __init__(self, taosws):
+        self.taosws = taosws
+        self.conn = taosws.connect(DSN)
+        self.conn.execute(CREATE_DATABASE.format(db="power", keep=7))
+        self.conn.execute(CREATE_STABLE.format(db="power"))
+
+    def write(self, rows: list[tuple[str, int]]) -> None:
+        values = " ".join(
+            f"power.{name} USING power.meters TAGS ({int(name[1:]) + 1}, 'site{name[1:]}') "
+            f"VALUES ({ts}, {1 + ts % 7}.5, {200 + ts % 30}, 0.25)" for name, ts in rows)
+        try:
+            self.conn.execute("INSERT INTO " + values)
+        except self.taosws.QueryError:
+            self.conn = self.taosws.connect(DSN)  # the fake adapter restarted under us
+            self.conn.execute("INSERT INTO " + values)
+
+    def keys_since(self, start_ms: int) -> set[tuple[str, int]]:
+        rows = self.conn.query(f"SELECT tbname, CAST(ts AS BIGINT) FROM power.meters WHERE ts >= {start_ms}")
+        return {(r[0], r[1]) for r in rows}
+
+
+@pytest.fixture
+def writer(fake_taosws):
+    return Writer(fake_taosws)
+
+
+@pytest.fixture
+def start_server(fake_env, tmp_path):
+    started = []
+
+    def start(**settings):
+        server = ServerProcess(fake_env, tmp_path, **{**FAST, **settings})
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if server.proc.poll() is None:
+            server.proc.kill()
+
+
+async def hosted(server) -> tuple[dict, dict]:
+    async with perspective_client(server.websocket_url) as client:
+        return await table_columns(client, "meters"), await table_columns(client, "meters_latest")
+
+
+def assert_exactly_once(server, expected: set, timeout_s: float = 20) -> tuple[dict, dict]:
+    """The hosted `meters` table holds exactly `expected` (no missing, no extra, no duplicate)
+    and `meters_latest` holds the newest row of each meter."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            rows, latest = asyncio.run(hosted(server))
+        except perspective.PerspectiveError:  # tables exist once the schema is known
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+            continue
+        keys = list(zip(rows["tbname"], rows["ts"]))
+        if len(keys) >= len(expected) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(keys) == len(set(keys)), "a row is hosted twice"
+    assert set(keys) == expected, f"missing {len(expected - set(keys))}, extra {len(set(keys) - expected)}"
+    newest = {}
+    for name, ts in expected:
+        newest[name] = max(ts, newest.get(name, ts))
+    assert dict(zip(latest["tbname"], latest["ts"])) == newest
+    return rows, latest
+
+
+def ticks(meters: int, start: int, count: int, step: int = 1000) -> list[tuple[str, int]]:
+    return [(f"d{m}", start + i * step) for i in range(count) for m in range(meters)]
+
+
+def test_history_and_live_rows_are_hosted_exactly_once(start_server, writer):
+    start = now_ms() - 30_000
+    history = ticks(4, start, 30)
+    writer.write(history)
+    server = start_server()
+    server.wait_health(lambda h: h["phase"] == "live")
+    live = ticks(4, start + 30_000, 3, step=300)
+    writer.write(live[:8])
+    writer.write(live[4:])  # rewrites: TDengine keeps one row per key, the subscription sends it twice
+    rows, latest = assert_exactly_once(server, set(history) | set(live))
+    health = server.wait_health(lambda h: h["duplicates_dropped"] >= 4)  # status comes each second
+    assert server.healthz()[0] == 200 and health["database_reachable"]
+    assert health["rows_delivered"] == len(set(history) | set(live)) and health["lag_ms"] < 30_000
+    # values and tags arrive typed as the schema says
+    i = rows["tbname"].index("d2")
+    assert rows["location"][i] == "site2" and rows["groupid"][i] == 3 and isinstance(rows["voltage"][i], int)
+
+
+def test_history_outside_the_window_is_not_loaded(start_server, writer):
+    old = ticks(2, now_ms() - 120_000, 5)
+    recent = ticks(2, now_ms() - 10_000, 5)
+    writer.write(old + recent)
+    server = start_server()
+    assert_exactly_once(server, set(recent))
+
+
+def test_a_database_created_after_the_server_started_is_picked_up(start_server, fake_taosws):
+    server = start_server()
+    body = server.wait_health(lambda h: h["waiting_for"] and "does not exist" in h["waiting_for"])
+    assert server.healthz()[0] == 503 and body["database_reachable"] is True
+    writer = Writer(fake_taosws)
+    rows = ticks(3, now_ms() - 5000, 5)
+    writer.write(rows)
+    assert_exactly_once(server, set(rows))
+    assert server.healthz()[0] == 200
+
+
+def test_adapter_restart_loses_and_duplicates_nothing(start_server, writer, fake_control):
+    start = now_ms() - 20_000
+    writer.write(ticks(3, start, 10))
+    server = start_server()
+    server.wait_health(lambda h: h["phase"] == "live")
+    writer.write(ticks(3, start + 10_000, 3))
+    fake_control.restart_adapter()   # subscription stalls silently; the query connection is dead
+    writer.write(ticks(3, start + 13_000, 4))
+    body = server.wait_health(lambda h: h["rebuilds"] >= 1 and h["phase"] == "live")
+    writer.write(ticks(3, start + 17_000, 2))
+    assert_exactly_once(server, writer.keys_since(start))
+    output = server.output()
+    assert "0xE002" in output or "rebuilding subscription" in output  # the watchdog noticed
+    assert body["reader_restarts"] == 0  # recovered inside the reader, tables kept
+
+
+def test_database_down_for_a_while_then_back(start_server, writer, fake_control):
+    start = now_ms() - 10_000
+    writer.write(ticks(2, start, 5))
+    server = start_server()
+    server.wait_health(lambda h: h["phase"] == "live")
+    fake_control.refuse_connections(True)
+    fake_control.restart_adapter()
+    body = server.wait_health(lambda h: not h["database_reachable"])
+    assert body["unreachable_since"] and server.healthz()[0] == 503
+    fake_control.refuse_connections(False)
+    writer.write(ticks(2, start + 5_000, 5))
+    server.wait_health(lambda h: h["database_reachable"] and h["phase"] == "live")
+    assert_exactly_once(server, writer.keys_since(start))
+
+
+def test_late_rows_within_the_bound_arrive_later_ones_are_counted(start_server, writer):
+    newest = now_ms()
+    writer.write([("d0", newest)])
+    server = start_server(SERVER_MAX_LATENESS="5s")
+    server.wait_health(lambda h: h["phase"] == "live" and h["rows_delivered"] == 1)
+    writer.write([("d0", newest - 3_000)])   # late, inside the bound: delivered
+    writer.write([("d0", newest - 20_000)])  # beyond it: dropped and counted
+    body = server.wait_health(lambda h: h["late_rows_dropped"] == 1)
+    assert body["rows_delivered"] == 2
+    rows, latest = asyncio.run(hosted(server))
+    assert sorted(rows["ts"]) == [newest - 3_000, newest]
+    assert latest["ts"] == [newest]  # a late row never moves the latest reading backwards
+
+
+def test_websocket_stays_responsive_while_the_database_blocks(start_server, writer, fake_control):
+    writer.write(ticks(3, now_ms() - 5000, 5))
+    server = start_server()
+    server.wait_health(lambda h: h["phase"] == "live")
+    fake_control.set_latency(0.5)  # every reader call now blocks 0.5 s holding its GIL
+
+    async def round_trips():
+        async with perspective_client(server.websocket_url) as client:
+            table = await client.open_table("meters")
+            times = []
+            for _ in range(30):
+                started = time.perf_counter()
+                await table.size()
+                times.append(time.perf_counter() - started)
+                await asyncio.sleep(0.05)
+            return times
+
+    times = asyncio.run(round_trips())
+    assert max(times) < 0.1, f"slowest round trip {max(times) * 1000:.0f} ms"
+    fake_control.set_latency(0)
+
+
+def test_sigterm_stops_server_and_reader(start_server, writer):
+    server = start_server()
+    server.wait_health(lambda h: h["phase"] == "live")
+    reader = server.reader_pid()
+    assert process_alive(reader)
+    code, took = server.stop()
+    assert code == 0 and took < 8
+    deadline = time.monotonic() + 5
+    while process_alive(reader) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not process_alive(reader)
+
+
+def test_a_crashed_server_leaves_no_orphan_reader(start_server, writer):
+    server = start_server()
+    server.wait_health(lambda h: h["phase"] == "live")
+    reader = server.reader_pid()
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait(5)
+    deadline = time.monotonic() + 5
+    while process_alive(reader) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not process_alive(reader), "the reader outlived the server"
+
+
+def test_a_killed_reader_is_restarted_and_the_tables_refilled_without_duplicates(start_server, writer):
+    rows = ticks(3, now_ms() - 8000, 8)
+    writer.write(rows)
+    server = start_server()
+    assert_exactly_once(server, set(rows))
+    os.kill(server.reader_pid(), signal.SIGKILL)
+    server.wait_health(lambda h: h["reader_restarts"] == 1 and h["phase"] == "live")
+    assert_exactly_once(server, set(rows))
+
+
+@pytest.mark.parametrize("name, value", [("SERVER_PORT", "eighty"), ("SERVER_LIMIT", "5"),
+                                         ("TDENGINE_DATABASE", "x;y")])
+def test_a_bad_setting_stops_start_up_naming_the_variable(fake_env, name, value):
+    result = subprocess.run([sys.executable, "-m", "server"], env=dict(fake_env, **{name: value}),
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and f"configuration error: {name}: expected" in result.stderr

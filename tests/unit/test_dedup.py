@@ -1,0 +1,55 @@
+from server.dedup import Deduplicator
+
+
+def test_duplicates_within_a_batch_and_across_batches_are_dropped():
+    d = Deduplicator(lateness=100)
+    first = d.filter(["a", "a", "b"], [10, 10, 10])
+    assert first.keep == [0, 2] and first.duplicates == 1
+    second = d.filter(["a", "b", "b"], [10, 10, 11])
+    assert second.keep == [2] and second.duplicates == 2
+    assert d.duplicates == 3 and d.late == 0
+
+
+def test_the_seam_between_backfill_and_live_delivers_each_row_once():
+    d = Deduplicator(lateness=1000)
+    backfill = [("d0", t) for t in range(0, 500, 100)] + [("d1", t) for t in range(0, 500, 100)]
+    backfill.sort(key=lambda r: r[1])
+    live = [("d0", 400), ("d1", 400), ("d0", 500), ("d1", 500)]  # overlaps the last backfill tick
+    kept = []
+    for batch in (backfill, live):
+        verdict = d.filter([r[0] for r in batch], [r[1] for r in batch])
+        kept += [batch[i] for i in verdict.keep]
+    assert sorted(kept) == sorted(set(backfill + live))
+    assert d.duplicates == 2
+
+
+def test_out_of_order_rows_within_the_lateness_are_delivered():
+    d = Deduplicator(lateness=50)
+    assert d.filter(["a", "a", "a"], [100, 80, 90]).keep == [0, 1, 2]
+    assert d.filter(["a"], [60]).keep == [0]  # 40 behind the newest: still in bound
+
+
+def test_rows_later_than_the_bound_are_dropped_and_counted():
+    d = Deduplicator(lateness=50)
+    d.filter(["a"], [100])
+    verdict = d.filter(["a", "a", "b"], [49, 51, 0])
+    assert verdict.keep == [1, 2] and verdict.late == 1 and d.late == 1
+    # another subtable has its own newest row: 'b' at 0 was not late
+
+
+def test_latest_rows_advance_and_never_move_backwards():
+    d = Deduplicator(lateness=1000)
+    verdict = d.filter(["a", "b", "a", "b"], [10, 20, 30, 5])
+    assert verdict.latest == [1, 2]  # b's newest is 20 (index 1), a's is 30 (index 2)
+    assert d.high("a") == 30 and d.high("b") == 20
+    late = d.filter(["a", "b"], [25, 21])
+    assert late.keep == [0, 1] and late.latest == [1]  # a's 25 is older than 30: not latest
+    assert d.watermark() == 30
+
+
+def test_memory_is_bounded_by_the_lateness():
+    d = Deduplicator(lateness=100)
+    for start in range(0, 100_000, 1000):
+        d.filter(["a"] * 1000, list(range(start, start + 1000)))
+    assert d.remembered() <= 101  # only timestamps within 100 of the newest are kept
+    assert d.filter(["a"], [99_950]).duplicates == 1  # still recognised inside the bound

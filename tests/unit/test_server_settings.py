@@ -1,0 +1,34 @@
+import pytest
+
+from common.settings import SettingsError
+from server.settings import ServerSettings
+
+
+def test_defaults_size_the_window_table():
+    settings = ServerSettings.from_env({"SERVER_INSTANCE": "replica-1"})
+    assert settings.port == 8080 and settings.mode == "subscribe"
+    assert settings.limit == 66_000  # 100 meters x 600 s / 1 s, plus 10 %
+    assert settings.consumer_group == "dash_replica_1"
+
+
+def test_an_explicit_limit_must_hold_the_window():
+    env = {"SERVER_METERS": "1000", "SERVER_WINDOW": "10m", "SERVER_INTERVAL_MS": "1000"}
+    assert ServerSettings.from_env({**env, "SERVER_LIMIT": "600000"}).limit == 600_000
+    with pytest.raises(SettingsError, match=r"^SERVER_LIMIT: expected at least .* = 600000 rows"):
+        ServerSettings.from_env({**env, "SERVER_LIMIT": "599999"})
+
+
+@pytest.mark.parametrize("name, value", [
+    ("SERVER_PORT", "http"), ("SERVER_PORT", "70000"), ("SERVER_MODE", "push"),
+    ("SERVER_WINDOW", "forever"), ("SERVER_SUPERTABLE", "meters; drop"), ("SERVER_TIME_COLUMN", "1ts"),
+    ("SERVER_TABLE", "bad name"), ("SERVER_MAX_LATENESS", "-1s"), ("SERVER_METERS", "0"),
+    ("TDENGINE_URL", "ws://tdengine"),
+])
+def test_bad_values_name_the_variable(name, value):
+    with pytest.raises(SettingsError, match=rf"^{name}: expected"):
+        ServerSettings.from_env({name: value})
+
+
+def test_table_names_must_differ():
+    with pytest.raises(SettingsError, match="SERVER_LATEST_TABLE"):
+        ServerSettings.from_env({"SERVER_TABLE": "x", "SERVER_LATEST_TABLE": "x"})
