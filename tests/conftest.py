@@ -84,6 +84,10 @@ def real_database(real_tdengine):
     yield name
     conn = taosws.connect(real_tdengine.settings(name).dsn(with_database=False))
     try:
+        # a database with topics on it cannot be dropped; SHOW TOPICS rows start (topic, database)
+        for topic, database, *_ in list(conn.query("SHOW TOPICS")):
+            if database == name:
+                conn.execute(f"DROP TOPIC FORCE {topic}")
         conn.execute(f"DROP DATABASE IF EXISTS {name}")
     finally:
         conn.close()

@@ -38,3 +38,8 @@ def build(client, service: str) -> str:
 @pytest.fixture(scope="session")
 def producer_image(docker_client) -> str:
     return build(docker_client, "producer")
+
+
+@pytest.fixture(scope="session")
+def server_image(docker_client) -> str:
+    return build(docker_client, "server")

@@ -10,6 +10,7 @@ import yaml
 
 from common import tdengine
 from producer.settings import DEFAULTS as PRODUCER_DEFAULTS
+from server.settings import DEFAULTS as SERVER_DEFAULTS
 from tests.conftest import ROOT
 
 ENTRY = re.compile(r"^#?\s*([A-Z][A-Z0-9_]*)=(.*)$")
@@ -19,6 +20,7 @@ CODE_DEFAULTS = {
     "TDENGINE_PASSWORD": tdengine.DEFAULT_PASSWORD,
     "TDENGINE_DATABASE": tdengine.DEFAULT_DATABASE,
     **PRODUCER_DEFAULTS,
+    **SERVER_DEFAULTS,
 }
 
 
