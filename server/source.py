@@ -39,6 +39,7 @@ class Source:
         self.time_column = time_column
         self.conn = None
         self.consumer = None
+        self._first: list[tuple] | None = None  # rows of the first poll, handed out by poll()
 
     def connect(self) -> None:
         self.close()
@@ -70,8 +71,8 @@ class Source:
         return name, dropped
 
     def subscribe(self, topic: str, group: str) -> None:
-        """Subscribe and make the first poll, which fixes the start position; returns nothing:
-        messages of that first poll are kept for `poll`."""
+        """Subscribe and make the first poll, which fixes the start position; rows that first
+        poll returned are handed out by the next `poll`."""
         self.close_consumer()
         base = self.settings.dsn(with_database=False).split("?")[0]
         dsn = f"{base}?group.id={group}&client.id={group}&auto.offset.reset=latest"
@@ -86,7 +87,7 @@ class Source:
 
     def poll(self, timeout_s: float) -> list[tuple] | None:
         """Rows of the next subscription message, or None when none arrived."""
-        first, self._first = getattr(self, "_first", None), None
+        first, self._first = self._first, None
         if first is not None:
             return first
         message = self._guard(lambda: self.consumer.poll(timeout_s), "poll")
