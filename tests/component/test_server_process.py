@@ -248,3 +248,51 @@ def test_a_bad_setting_stops_start_up_naming_the_variable(fake_env, name, value)
     result = subprocess.run([sys.executable, "-m", "server"], env=dict(fake_env, **{name: value}),
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and f"configuration error: {name}: expected" in result.stderr
+
+
+def test_another_supertable_of_another_shape_is_hosted_unchanged(start_server, fake_taosws):
+    conn = fake_taosws.connect(DSN)
+    conn.execute("CREATE DATABASE plant PRECISION 'us' KEEP 30d DURATION 1d")
+    conn.execute("CREATE STABLE plant.sensors (at TIMESTAMP, reading DOUBLE, total BIGINT UNSIGNED, "
+                 "raw VARBINARY(16)) TAGS (site NCHAR(10))")
+    at = now_ms() * 1000 + 321  # microseconds
+    conn.execute(f"INSERT INTO plant.s1 USING plant.sensors TAGS ('north') (at, reading, total) "
+                 f"VALUES ({at}, 1.25, 5000000000)")
+    server = start_server(TDENGINE_DATABASE="plant", SERVER_SUPERTABLE="sensors", SERVER_TIME_COLUMN="at",
+                          SERVER_TABLE="sensors", SERVER_LATEST_TABLE="sensors_latest")
+    body = server.wait_health(lambda h: h["rows_delivered"] == 1)
+    assert body["unsupported_columns"] == ["raw (VARBINARY)"]
+
+    async def read():
+        async with perspective_client(server.websocket_url) as client:
+            table = await client.open_table("sensors")
+            return await table.schema(), await table_columns(client, "sensors")
+
+    schema, columns = asyncio.run(read())
+    assert schema == {"tbname": "string", "at": "datetime", "reading": "float", "total": "float", "site": "string"}
+    assert columns == {"tbname": ["s1"], "at": [at // 1000], "reading": [1.25], "total": [5e9], "site": ["north"]}
+
+
+def test_stale_topics_of_this_table_are_dropped(start_server, writer, fake_taosws):
+    stale = "dash_power_meters_0000000000"
+    writer.conn.execute(f"CREATE TOPIC {stale} AS SELECT tbname, CAST(ts AS BIGINT) AS ts_raw FROM power.meters")
+    consumer = fake_taosws.Consumer(dsn=DSN + "?group.id=old&auto.offset.reset=latest")
+    consumer.subscribe([stale])  # subscribed: only DROP TOPIC FORCE removes it
+    server = start_server()
+    body = server.wait_health(lambda h: h["phase"] == "live")
+    topics = [row[0] for row in writer.conn.query("SHOW TOPICS")]
+    assert stale not in topics and body["topic"] in topics and body["topic"].startswith("dash_power_meters_")
+    assert "dropped stale topics" in server.output()
+
+
+def test_two_replicas_each_hold_every_row(start_server, writer):
+    start = now_ms() - 5000
+    writer.write(ticks(3, start, 5))
+    first, second = start_server(), start_server()
+    for server in (first, second):
+        server.wait_health(lambda h: h["phase"] == "live")
+    live = ticks(3, start + 5000, 4, step=250)
+    writer.write(live)
+    expected = writer.keys_since(start)
+    assert_exactly_once(first, expected)
+    assert_exactly_once(second, expected)

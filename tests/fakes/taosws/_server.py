@@ -60,6 +60,7 @@ _INT_RANGE = {
     "INT UNSIGNED": (0, 2**32 - 1), "BIGINT UNSIGNED": (0, 2**64 - 1),
 }
 _STRING_TYPES = {"VARCHAR", "NCHAR"}
+_BYTES_TYPES = {"VARBINARY", "GEOMETRY"}
 # Result-set type names as a real server reports them: VARCHAR columns and tbname come back as
 # BINARY (tdengine-checked.md, "Queries"), while DESCRIBE says VARCHAR.
 RESULT_TYPE_NAME = {"VARCHAR": "BINARY"}
@@ -114,6 +115,11 @@ def convert_value(col: Column, value, precision: str):
         return float(value)
     if kind == "BOOL":
         return 1 if value else 0
+    if kind in _BYTES_TYPES:
+        data = value.encode() if isinstance(value, str) else bytes(value)
+        if len(data) > col.length:
+            raise SqlError(0x2653, f"Value too long for column/tag: {col.name}")
+        return data
     if kind in _STRING_TYPES:
         if not isinstance(value, str):
             value = str(value)
@@ -476,7 +482,7 @@ class Server:
             if tokens.keyword("UNSIGNED"):
                 kind += " UNSIGNED"
             length = _FIXED_SIZE.get(kind)
-            if kind in _STRING_TYPES:
+            if kind in _STRING_TYPES or kind in _BYTES_TYPES:
                 tokens.expect_op("(")
                 kind_len = tokens.value()
                 tokens.expect_op(")")
