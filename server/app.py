@@ -10,19 +10,28 @@ import tornado.web
 from perspective.handlers.tornado import PerspectiveTornadoHandler
 from tornado.log import access_log
 
+log = logging.getLogger("server.websocket")
+
+from common.logs import event
+
+from . import readonly
 from .health import Health
 from .supervisor import ReaderSupervisor
 from .tables import Tables
 
 
 class Clients:
-    """Open WebSocket sessions, counted for /healthz (touched only on the IOLoop)."""
+    """WebSocket sessions and what the read-only filter did, for /healthz (IOLoop only)."""
 
     def __init__(self):
         self.count = 0
+        self.refused = 0     # write requests answered with an error
+        self.malformed = 0   # clients closed for sending something that is not a request
 
 
 class PerspectiveSocket(PerspectiveTornadoHandler):
+    """Perspective over a WebSocket, read-only: see server/readonly.py."""
+
     def initialize(self, clients: Clients, **kwargs):
         super().initialize(**kwargs)
         self.clients = clients
@@ -34,6 +43,27 @@ class PerspectiveSocket(PerspectiveTornadoHandler):
     def on_close(self):
         self.clients.count -= 1
         super().on_close()
+
+    def on_message(self, message):
+        if not isinstance(message, bytes):
+            return self._reject_client("text frame")
+        try:
+            msg_id, entity_id, kind = readonly.parse_request(message)
+        except readonly.Malformed as error:
+            return self._reject_client(str(error))
+        if kind not in readonly.READ_REQUESTS:
+            self.clients.refused += 1
+            event(log, logging.WARNING, "write request refused", request=readonly.request_name(kind),
+                  entity=entity_id, client=self.request.remote_ip)
+            self.write_message(readonly.refusal(msg_id, entity_id, kind), binary=True)
+            return None
+        return super().on_message(message)
+
+    def _reject_client(self, why: str) -> None:
+        """Close only this client; the others are unaffected."""
+        self.clients.malformed += 1
+        event(log, logging.WARNING, "malformed frame, closing client", reason=why, client=self.request.remote_ip)
+        self.close(1002, "malformed Perspective request")
 
 
 class Livez(tornado.web.RequestHandler):
@@ -52,6 +82,7 @@ class Healthz(tornado.web.RequestHandler):
         rows = self.tables.size()
         with self.supervisor.lock:
             status, body = self.health.snapshot(time.time(), self.clients.count, rows)
+        body.update(refused_requests=self.clients.refused, malformed_frames=self.clients.malformed)
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
