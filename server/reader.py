@@ -57,6 +57,10 @@ class Reader:
                        "rebuilds": 0, "duplicates_dropped": 0, "late_rows_dropped": 0,
                        "last_error": None, "unsupported_columns": []}
         self.last_status = 0.0
+        # poll mode: rows delivered and rows missed per chunk of row time (see audit)
+        self.delivered_per_chunk: dict[int, int] = {}
+        self.missed_per_chunk: dict[int, int] = {}
+        self.missed_retired = 0
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -89,16 +93,22 @@ class Reader:
         self.report(force=True)
         self.stop.wait(delay)
 
+    @property
+    def subscribing(self) -> bool:
+        return self.settings.mode == "subscribe"
+
     def session(self) -> None:
         source = self.source
         if self.status["phase"] != "starting":
             self.status["rebuilds"] += 1  # every session after the first rebuilds connection and consumer
         source.connect()
         self.adopt(source.schema())
-        topic, dropped = source.ensure_topic(self.schema, TOPIC_PREFIX)
-        if dropped:
-            event(log, logging.INFO, "dropped stale topics", topics=",".join(dropped))
-        source.subscribe(topic, self.settings.consumer_group)
+        topic = None
+        if self.subscribing:
+            topic, dropped = source.ensure_topic(self.schema, TOPIC_PREFIX)
+            if dropped:
+                event(log, logging.INFO, "dropped stale topics", topics=",".join(dropped))
+            source.subscribe(topic, self.settings.consumer_group)
         self.backoff.reset()
         self.status.update(database_reachable=True, unreachable_since=None, waiting_for=None, topic=topic,
                            phase="backfill", last_error=None)
@@ -107,8 +117,13 @@ class Reader:
         for rows in live:
             self.deliver(rows)
         self.status["phase"] = "live"
-        event(log, logging.INFO, "live", topic=topic, group=self.settings.consumer_group)
-        self.follow()
+        if self.subscribing:
+            event(log, logging.INFO, "live", topic=topic, group=self.settings.consumer_group)
+            self.follow()
+        else:
+            event(log, logging.INFO, "live", mode="poll", every_s=self.settings.poll_interval_s,
+                  overlap_s=self.settings.poll_overlap_s)
+            self.follow_polling()
 
     def adopt(self, schema: TableSchema) -> None:
         if self.schema is None:
@@ -142,7 +157,7 @@ class Reader:
                 end = None  # the last chunk has no upper bound: nothing written so far is missed
             rows = self.source.rows(schema.range_sql(start, end))
             loaded += self.deliver(rows)
-            while (more := self.source.poll(DRAIN_POLL_S)) is not None:
+            while self.subscribing and (more := self.source.poll(DRAIN_POLL_S)) is not None:
                 live.append(more)
             self.report()
             if end is None:
@@ -170,12 +185,61 @@ class Reader:
                     raise Rebuild(f"no message for {quiet:.1f} s while the database has newer rows "
                                   f"({newest[0][0]} > {watermark})")
 
+    def follow_polling(self) -> None:
+        """Poll mode, for databases where subscriptions are not allowed: each query re-reads an
+        overlap window before the newest row delivered (integer bounds), and the deduplicator
+        drops what was already delivered. A row written later than the overlap is never read;
+        a periodic count finds such rows and reports them as late."""
+        scale = TS_SCALE[self.schema.precision]
+        overlap = int(self.settings.poll_overlap_s * 1000) * scale
+        next_audit = self.mono() + self.settings.poll_audit_every_s
+        while not self.stop.is_set():
+            started = self.mono()
+            watermark = self.dedup.watermark()
+            if watermark is None:
+                start = int((self.wall() - self.settings.window_s) * 1000) * scale
+            else:
+                start = watermark - overlap
+            self.deliver(self.source.rows(self.schema.range_sql(start, None)))
+            if self.mono() >= next_audit:
+                self.audit(overlap)
+                next_audit = self.mono() + self.settings.poll_audit_every_s
+            self.report()
+            self.stop.wait(max(0.0, self.settings.poll_interval_s - (self.mono() - started)))
+
+    def audit(self, overlap: int) -> None:
+        """Poll mode: count rows that the database has and that were never delivered, in each
+        backfill-sized chunk of row time that lies inside the window and behind the overlap:
+        they were written later than the overlap. Each chunk keeps the most it ever missed."""
+        watermark = self.dedup.watermark()
+        if watermark is None:
+            return
+        scale = TS_SCALE[self.schema.precision]
+        chunk = int(self.settings.backfill_chunk_s * 1000) * scale
+        window_start = int((self.wall() - self.settings.window_s) * 1000) * scale
+        first, last = -(-window_start // chunk), (watermark - overlap) // chunk  # whole chunks only
+        for cid in [c for c in self.delivered_per_chunk if c < first]:
+            self.delivered_per_chunk.pop(cid)
+            self.missed_retired += self.missed_per_chunk.pop(cid, 0)
+        for cid in range(first, last):
+            found = self.source.rows(self.schema.count_sql(cid * chunk, (cid + 1) * chunk))
+            missed = max(0, (found[0][0] if found else 0) - self.delivered_per_chunk.get(cid, 0))
+            if missed > self.missed_per_chunk.get(cid, 0):
+                event(log, logging.WARNING, "rows written later than SERVER_POLL_OVERLAP were missed",
+                      rows=missed - self.missed_per_chunk.get(cid, 0), chunk_start=cid * chunk)
+                self.missed_per_chunk[cid] = missed
+        self.status["late_rows_dropped"] = self.dedup.late + self.missed_late
+
+    @property
+    def missed_late(self) -> int:
+        return self.missed_retired + sum(self.missed_per_chunk.values())
+
     def deliver(self, rows: list[tuple]) -> int:
         if not rows:
             return 0
         verdict = self.dedup.filter([r[0] for r in rows], [r[1] for r in rows])
         self.status["duplicates_dropped"] = self.dedup.duplicates
-        self.status["late_rows_dropped"] = self.dedup.late
+        self.status["late_rows_dropped"] = self.dedup.late + self.missed_late
         if verdict.late:
             event(log, logging.WARNING, "rows later than SERVER_MAX_LATENESS dropped", rows=verdict.late,
                   total=self.dedup.late)
@@ -183,6 +247,12 @@ class Reader:
             return 0
         scale = TS_SCALE[self.schema.precision]
         newest_ms = max(rows[i][1] for i in verdict.keep) // scale
+        if not self.subscribing:
+            chunk = int(self.settings.backfill_chunk_s * 1000) * scale
+            per_chunk = self.delivered_per_chunk
+            for i in verdict.keep:
+                cid = rows[i][1] // chunk
+                per_chunk[cid] = per_chunk.get(cid, 0) + 1
         rows_ipc = batches.encode(self.schema, self.target, rows, verdict.keep)
         latest_ipc = batches.encode(self.schema, self.target, rows, verdict.latest) if verdict.latest else None
         self.send(("rows", rows_ipc, latest_ipc, len(verdict.keep), newest_ms))

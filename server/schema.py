@@ -73,6 +73,10 @@ class TableSchema:
         return (f"SELECT {self.select_list()} FROM {self.database}.{self.stable} "
                 f"WHERE {self.time_column} >= {start_raw}{upper} ORDER BY {self.time_column}")
 
+    def count_sql(self, start_raw: int, end_raw: int) -> str:
+        return (f"SELECT COUNT(*) FROM {self.database}.{self.stable} "
+                f"WHERE {self.time_column} >= {start_raw} AND {self.time_column} < {end_raw}")
+
     def newest_sql(self) -> str:
         return (f"SELECT CAST({self.time_column} AS BIGINT) AS ts_raw FROM {self.database}.{self.stable} "
                 f"ORDER BY {self.time_column} DESC LIMIT 1")

@@ -25,6 +25,9 @@ DEFAULTS = {
     "SERVER_INTERVAL_MS": "1000",
     "SERVER_LIMIT": "",
     "SERVER_MAX_LATENESS": "1m",
+    "SERVER_POLL_INTERVAL": "500ms",
+    "SERVER_POLL_OVERLAP": "5s",
+    "SERVER_POLL_AUDIT_EVERY": "10s",
     "SERVER_BACKFILL_CHUNK": "1m",
     "SERVER_STALL_TIMEOUT": "10s",
     "SERVER_STALE_AFTER": "30s",
@@ -32,7 +35,7 @@ DEFAULTS = {
     "SERVER_INSTANCE": "",
     "SERVER_LOG_LEVEL": "INFO",
 }
-MODES = ("subscribe",)
+MODES = ("subscribe", "poll")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _INSTANCE = re.compile(r"[^A-Za-z0-9_]")
 LIMIT_HEADROOM = 1.1  # room for meters that report slightly faster than the nominal interval
@@ -42,7 +45,7 @@ LIMIT_HEADROOM = 1.1  # room for meters that report slightly faster than the nom
 class ServerSettings:
     tdengine: TDengineSettings
     port: int
-    mode: str               # subscribe: live rows from a TDengine subscription
+    mode: str               # subscribe: a TDengine subscription; poll: re-read an overlap window
     supertable: str
     time_column: str
     table: str              # Perspective table of raw rows (rolling window)
@@ -52,6 +55,9 @@ class ServerSettings:
     interval_ms: int        # ...at one row per meter per interval
     limit: int              # rows kept in `table` (Perspective `limit`)
     max_lateness_s: float   # rows later than this behind their meter's newest are dropped and counted
+    poll_interval_s: float  # poll mode: time between two queries
+    poll_overlap_s: float   # poll mode: each query re-reads this much before the newest row delivered
+    poll_audit_every_s: float  # poll mode: how often rows that arrived later than the overlap are counted
     backfill_chunk_s: float
     stall_timeout_s: float  # no message this long while newer rows exist: rebuild the subscription
     stale_after_s: float    # /healthz turns 503 when the newest row is older than this
@@ -97,6 +103,11 @@ class ServerSettings:
             interval_ms=interval_ms,
             limit=limit,
             max_lateness_s=env.duration("SERVER_MAX_LATENESS", d["SERVER_MAX_LATENESS"], maximum_s=86400),
+            poll_interval_s=env.duration("SERVER_POLL_INTERVAL", d["SERVER_POLL_INTERVAL"], minimum_s=0.01,
+                                         maximum_s=3600),
+            poll_overlap_s=env.duration("SERVER_POLL_OVERLAP", d["SERVER_POLL_OVERLAP"], maximum_s=86400),
+            poll_audit_every_s=env.duration("SERVER_POLL_AUDIT_EVERY", d["SERVER_POLL_AUDIT_EVERY"],
+                                            minimum_s=0.1),
             backfill_chunk_s=env.duration("SERVER_BACKFILL_CHUNK", d["SERVER_BACKFILL_CHUNK"], minimum_s=1),
             stall_timeout_s=env.duration("SERVER_STALL_TIMEOUT", d["SERVER_STALL_TIMEOUT"], minimum_s=1),
             stale_after_s=env.duration("SERVER_STALE_AFTER", d["SERVER_STALE_AFTER"], minimum_s=1),
@@ -104,6 +115,10 @@ class ServerSettings:
             instance=_INSTANCE.sub("_", instance)[:48],
             log_level=env.log_level("SERVER_LOG_LEVEL", d["SERVER_LOG_LEVEL"]),
         )
+        if settings.poll_overlap_s > settings.max_lateness_s:
+            # re-read rows must still be remembered by the deduplicator, or they would count as late
+            raise SettingsError("SERVER_POLL_OVERLAP", f"at most SERVER_MAX_LATENESS ({settings.max_lateness_s:g} s)",
+                                environ.get("SERVER_POLL_OVERLAP"))
         if settings.table == settings.latest_table:
             raise SettingsError("SERVER_LATEST_TABLE", "a name other than SERVER_TABLE", settings.latest_table)
         return settings

@@ -18,7 +18,8 @@ from tests.server_process import ServerProcess, perspective_client, process_aliv
 
 DSN = "ws://root:taosdata@localhost:6041"
 FAST = {"SERVER_WINDOW": "1m", "SERVER_STALL_TIMEOUT": "1s", "SERVER_RETRY_MAX": "500ms",
-        "SERVER_BACKFILL_CHUNK": "10s"}
+        "SERVER_BACKFILL_CHUNK": "10s", "SERVER_POLL_INTERVAL": "200ms", "SERVER_POLL_OVERLAP": "5s",
+        "SERVER_POLL_AUDIT_EVERY": "1s"}
 
 
 def now_ms() -> int:
@@ -54,12 +55,18 @@ def writer(fake_taosws):
     return Writer(fake_taosws)
 
 
+@pytest.fixture(params=["subscribe", "poll"])
+def mode(request) -> str:
+    """Every server test runs with live rows from a subscription and from polling."""
+    return request.param
+
+
 @pytest.fixture
-def start_server(fake_env, tmp_path):
+def start_server(fake_env, tmp_path, mode):
     started = []
 
     def start(**settings):
-        server = ServerProcess(fake_env, tmp_path, **{**FAST, **settings})
+        server = ServerProcess(fake_env, tmp_path, **{**FAST, "SERVER_MODE": mode, **settings})
         started.append(server)
         return server
 
@@ -103,7 +110,7 @@ def ticks(meters: int, start: int, count: int, step: int = 1000) -> list[tuple[s
     return [(f"d{m}", start + i * step) for i in range(count) for m in range(meters)]
 
 
-def test_history_and_live_rows_are_hosted_exactly_once(start_server, writer):
+def test_history_and_live_rows_are_hosted_exactly_once(start_server, writer, mode):
     start = now_ms() - 30_000
     history = ticks(4, start, 30)
     writer.write(history)
@@ -114,7 +121,7 @@ def test_history_and_live_rows_are_hosted_exactly_once(start_server, writer):
     writer.write(live[4:])  # rewrites: TDengine keeps one row per key, the subscription sends it twice
     rows, latest = assert_exactly_once(server, set(history) | set(live))
     health = server.wait_health(lambda h: h["duplicates_dropped"] >= 4)  # status comes each second
-    assert server.healthz()[0] == 200 and health["database_reachable"]
+    assert server.healthz()[0] == 200 and health["database_reachable"] and health["mode"] == mode
     assert health["rows_delivered"] == len(set(history) | set(live)) and health["lag_ms"] < 30_000
     # values and tags arrive typed as the schema says
     i = rows["tbname"].index("d2")
@@ -273,6 +280,7 @@ def test_another_supertable_of_another_shape_is_hosted_unchanged(start_server, f
     assert columns == {"tbname": ["s1"], "at": [at // 1000], "reading": [1.25], "total": [5e9], "site": ["north"]}
 
 
+@pytest.mark.parametrize("mode", ["subscribe"])
 def test_stale_topics_of_this_table_are_dropped(start_server, writer, fake_taosws):
     stale = "dash_power_meters_0000000000"
     writer.conn.execute(f"CREATE TOPIC {stale} AS SELECT tbname, CAST(ts AS BIGINT) AS ts_raw FROM power.meters")

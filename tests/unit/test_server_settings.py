@@ -32,3 +32,10 @@ def test_bad_values_name_the_variable(name, value):
 def test_table_names_must_differ():
     with pytest.raises(SettingsError, match="SERVER_LATEST_TABLE"):
         ServerSettings.from_env({"SERVER_TABLE": "x", "SERVER_LATEST_TABLE": "x"})
+
+
+def test_poll_mode_and_its_overlap_bound():
+    settings = ServerSettings.from_env({"SERVER_MODE": "poll", "SERVER_POLL_OVERLAP": "30s"})
+    assert settings.mode == "poll" and settings.poll_overlap_s == 30 and settings.poll_interval_s == 0.5
+    with pytest.raises(SettingsError, match=r"^SERVER_POLL_OVERLAP: expected at most SERVER_MAX_LATENESS"):
+        ServerSettings.from_env({"SERVER_MODE": "poll", "SERVER_POLL_OVERLAP": "2m", "SERVER_MAX_LATENESS": "1m"})
