@@ -1,26 +1,31 @@
-"""Exactly-once delivery: drop rows already delivered, with bounded memory (pure logic).
+"""Exactly-once delivery: drop rows already delivered, with bounded memory (pure logic, numpy).
 
 The key is (subtable, timestamp), TDengine's own overwrite key. Per subtable the deduplicator
-keeps its newest timestamp (`high`) and the timestamps delivered within `lateness` of it. A row
-older than `high - lateness` can no longer be told apart from one already delivered: it is
-dropped and counted as late (shown in /healthz), never silently. Memory is bounded by
-subtables x rows per subtable within `lateness`.
+keeps its newest timestamp (`high`) and the keys delivered within `lateness` of it. A row older
+than `high - lateness` (high as it stood before the row's batch) can no longer be told apart from
+one already delivered: it is dropped and counted as late (shown in /healthz), never silently.
+Memory is bounded by subtables x rows per subtable within `lateness`.
 
 The same pass yields the rows that advance each subtable's newest reading, for the per-meter
 `latest` table: a late row never moves it backwards.
+
+Vectorized: a batch costs a few numpy passes, not Python work per row, so deduplication keeps up
+with the ~1 M rows/s a Perspective table can ingest.
 """
 
 from __future__ import annotations
 
-import heapq
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+import numpy as np
 
-@dataclass
-class _Subtable:
-    high: int
-    recent: set[int] = field(default_factory=set)
-    heap: list[int] = field(default_factory=list)  # the same timestamps, oldest on top, for pruning
+# A key packs (subtable id, timestamp modulo 2**43) into one int64: unique among remembered keys
+# while `lateness` spans less than 2**42 raw units (139 years in ms, 51 days in us, 73 min in ns)
+# and there are fewer than 2**20 subtables.
+_TS_BITS = 43
+MAX_SUBTABLES = 1 << (63 - _TS_BITS)
+MAX_LATENESS = 1 << (_TS_BITS - 1)
+_NONE = np.iinfo(np.int64).min
 
 
 @dataclass(frozen=True)
@@ -34,53 +39,88 @@ class Verdict:
 class Deduplicator:
     def __init__(self, lateness: int):
         """`lateness` in the same unit as the timestamps (raw database precision)."""
+        if not 0 <= lateness < MAX_LATENESS:
+            raise ValueError(f"lateness {lateness} (raw units) must be below {MAX_LATENESS}")
         self.lateness = lateness
-        self._tables: dict[str, _Subtable] = {}
+        self._ids: dict[str, int] = {}
+        self._high = np.full(0, _NONE, dtype=np.int64)     # newest timestamp per subtable id
+        self._keys = np.empty(0, dtype=np.int64)            # remembered keys, sorted
+        self._key_ts = np.empty(0, dtype=np.int64)          # their timestamps, same order
+        self._key_id = np.empty(0, dtype=np.int64)          # their subtable ids, same order
         self.duplicates = 0
         self.late = 0
 
     def high(self, tbname: str) -> int | None:
-        state = self._tables.get(tbname)
-        return None if state is None else state.high
+        index = self._ids.get(tbname)
+        return None if index is None or self._high[index] == _NONE else int(self._high[index])
 
     def watermark(self) -> int | None:
         """The newest timestamp delivered for any subtable."""
-        return max((s.high for s in self._tables.values()), default=None)
+        return int(self._high.max()) if len(self._high) and self._high.max() != _NONE else None
 
     def remembered(self) -> int:
-        return sum(len(s.recent) for s in self._tables.values())
+        return len(self._keys)
+
+    def _subtable_ids(self, tbnames: list[str]) -> np.ndarray:
+        ids = self._ids
+        out = np.fromiter((ids.setdefault(name, len(ids)) for name in tbnames), dtype=np.int64,
+                          count=len(tbnames))
+        if len(ids) > MAX_SUBTABLES:
+            raise ValueError(f"more than {MAX_SUBTABLES} subtables")
+        if len(ids) > len(self._high):
+            self._high = np.concatenate([self._high, np.full(len(ids) - len(self._high), _NONE, np.int64)])
+        return out
+
+    @staticmethod
+    def _key(ids: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        return (ids << _TS_BITS) | (ts & ((1 << _TS_BITS) - 1))
 
     def filter(self, tbnames: list[str], timestamps: list[int]) -> Verdict:
-        keep: list[int] = []
-        newest: dict[str, int] = {}   # subtable -> index of its newest kept row in this batch
-        duplicates = late = 0
-        tables = self._tables
-        for index, (name, ts) in enumerate(zip(tbnames, timestamps)):
-            state = tables.get(name)
-            if state is None:
-                state = tables[name] = _Subtable(high=ts)
-                previous_high = None
-            else:
-                previous_high = state.high
-                if ts in state.recent:
-                    duplicates += 1
-                    continue
-                if ts < state.high - self.lateness:
-                    late += 1
-                    continue
-            state.recent.add(ts)
-            heapq.heappush(state.heap, ts)
-            if previous_high is None or ts > previous_high:
-                state.high = ts
-                newest[name] = index
-                self._prune(state)
-            keep.append(index)
-        self.duplicates += duplicates
-        self.late += late
-        return Verdict(keep, sorted(newest.values()), duplicates, late)
+        count = len(tbnames)
+        if count == 0:
+            return Verdict([], [], 0, 0)
+        ids = self._subtable_ids(tbnames)
+        ts = np.asarray(timestamps, dtype=np.int64)
+        keys = self._key(ids, ts)
 
-    def _prune(self, state: _Subtable) -> None:
-        cutoff = state.high - self.lateness
-        heap, recent = state.heap, state.recent
-        while heap and heap[0] < cutoff:
-            recent.discard(heapq.heappop(heap))
+        # first occurrence of each key within the batch
+        _, first = np.unique(keys, return_index=True)
+        unique_in_batch = np.zeros(count, dtype=bool)
+        unique_in_batch[first] = True
+        # already delivered in an earlier batch
+        position = np.searchsorted(self._keys, keys)
+        seen = (position < len(self._keys)) & (self._keys[np.minimum(position, len(self._keys) - 1)] == keys) \
+            if len(self._keys) else np.zeros(count, dtype=bool)
+        duplicate = ~unique_in_batch | seen
+        high_before = self._high[ids]
+        late = ~duplicate & (high_before != _NONE) & (ts < high_before - self.lateness)
+        keep = ~duplicate & ~late
+
+        kept = np.flatnonzero(keep)
+        latest = self._advance(ids[kept], ts[kept], kept, high_before[kept])
+        self._remember(keys[kept], ts[kept], ids[kept])
+        duplicates, late_count = int(duplicate.sum()), int(late.sum())
+        self.duplicates += duplicates
+        self.late += late_count
+        return Verdict(kept.tolist(), latest, duplicates, late_count)
+
+    def _advance(self, ids, ts, indexes, high_before) -> list[int]:
+        """Raise each subtable's high; return the index of each subtable's new newest row."""
+        if len(ids) == 0:
+            return []
+        order = np.lexsort((ts, ids))            # by subtable, then time
+        last = np.ones(len(order), dtype=bool)
+        last[:-1] = ids[order][1:] != ids[order][:-1]
+        newest = order[last]                     # per subtable: its newest kept row in this batch
+        advanced = newest[(high_before[newest] == _NONE) | (ts[newest] > high_before[newest])]
+        self._high[ids[advanced]] = ts[advanced]
+        return sorted(indexes[advanced].tolist())
+
+    def _remember(self, keys, ts, ids) -> None:
+        all_keys = np.concatenate([self._keys, keys])
+        all_ts = np.concatenate([self._key_ts, ts])
+        all_ids = np.concatenate([self._key_id, ids])
+        alive = all_ts >= self._high[all_ids] - self.lateness  # forget what no row can duplicate now
+        all_keys, all_ts, all_ids = all_keys[alive], all_ts[alive], all_ids[alive]
+        order = np.argsort(all_keys, kind="stable")
+        self._keys, self._key_ts, self._key_id = all_keys[order], all_ts[order], all_ids[order]

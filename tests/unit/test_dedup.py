@@ -53,3 +53,33 @@ def test_memory_is_bounded_by_the_lateness():
         d.filter(["a"] * 1000, list(range(start, start + 1000)))
     assert d.remembered() <= 101  # only timestamps within 100 of the newest are kept
     assert d.filter(["a"], [99_950]).duplicates == 1  # still recognised inside the bound
+
+
+def test_matches_a_plain_set_on_random_streams_with_duplicates():
+    """Against an unbounded reference: with every row inside the lateness bound, the kept rows
+    are exactly the first delivery of each key."""
+    import random
+
+    rand = random.Random(7)
+    d = Deduplicator(lateness=10_000)
+    seen, kept = set(), []
+    for _ in range(50):
+        batch = [(f"d{rand.randrange(20)}", 1000 + rand.randrange(500)) for _ in range(rand.randrange(1, 200))]
+        verdict = d.filter([b[0] for b in batch], [b[1] for b in batch])
+        kept += [batch[i] for i in verdict.keep]
+        expected = []
+        for row in batch:
+            if row not in seen:
+                seen.add(row)
+                expected.append(row)
+        assert [batch[i] for i in verdict.keep] == expected
+    assert len(kept) == len(set(kept)) == len(seen) and d.late == 0
+
+
+def test_guards_keep_keys_unique():
+    import pytest
+
+    from server.dedup import MAX_LATENESS
+
+    with pytest.raises(ValueError, match="lateness"):
+        Deduplicator(lateness=MAX_LATENESS)
