@@ -9,10 +9,13 @@ UV_VERSION=0.13.9
 say() { printf '[tests] %s\n' "$*"; }
 
 # System packages the tests use, where Debian's apt can install them: docker-compose (v1) to
-# validate compose.yaml the way Debian's Compose reads it.
+# validate compose.yaml the way Debian's Compose reads it; nginx and Chromium for the browser
+# tests (a system Chromium: no browser is ever downloaded).
 install_system_packages() {
     local missing=()
     command -v docker-compose >/dev/null || missing+=(docker-compose)
+    command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+    command -v chromium >/dev/null || missing+=(chromium)
     ((${#missing[@]})) || return 0
     if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
         say "installing Debian packages: ${missing[*]}"
@@ -36,8 +39,18 @@ install_python() {
     "$tools/bin/uv" sync --quiet --frozen --all-extras --group test
 }
 
+# The dashboard bundle, from the locked npm packages (needs Node; without it the browser tests skip).
+build_viewer() {
+    if ! command -v npm >/dev/null; then
+        say "no npm: not building viewer/dist, the browser tests will skip"
+        return 0
+    fi
+    (cd viewer && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
+}
+
 install_system_packages
 install_python
+build_viewer
 
 # No registry may be reachable: testcontainers' reaper image then cannot be pulled. Our fixtures
 # stop their containers themselves.

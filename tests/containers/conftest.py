@@ -43,3 +43,8 @@ def producer_image(docker_client) -> str:
 @pytest.fixture(scope="session")
 def server_image(docker_client) -> str:
     return build(docker_client, "server")
+
+
+@pytest.fixture(scope="session")
+def viewer_image(docker_client) -> str:
+    return build(docker_client, "viewer")

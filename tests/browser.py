@@ -1,0 +1,69 @@
+"""The dashboard in a real Chromium, behind nginx with the project's own config, in tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.server_process import free_port
+
+DIST = ROOT / "viewer" / "dist"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium_path() -> str:
+    """The browser: VIEWER_TEST_CHROMIUM if set, else the system's (never a downloaded one)."""
+    return os.environ.get("VIEWER_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def require_browser_stack() -> None:
+    if not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists():
+        pytest.skip("nginx is not installed (tests/run.sh installs Debian's nginx)")
+    if not Path(chromium_path()).exists():
+        pytest.skip(f"no Chromium at {chromium_path()} (tests/run.sh installs Debian's chromium)")
+    if not (DIST / "index.html").exists():
+        pytest.skip("viewer/dist is not built (tests/run.sh runs npm ci and npm run build in viewer/)")
+
+
+class Nginx:
+    """nginx with viewer/nginx.conf, pointed at a local server and the local bundle."""
+
+    def __init__(self, tmp_path: Path, server_port: int):
+        self.port = free_port()
+        self.prefix = tmp_path / f"nginx-{self.port}"
+        self.prefix.mkdir()
+        config = (ROOT / "viewer" / "nginx.conf").read_text()
+        for old, new in (("server:8080", f"127.0.0.1:{server_port}"), ("listen 80;", f"listen 127.0.0.1:{self.port};"),
+                         ("root /srv/viewer;", f"root {DIST};")):
+            assert config.count(old) == 1, f"viewer/nginx.conf should contain {old!r} once"
+            config = config.replace(old, new)
+        (self.prefix / "nginx.conf").write_text(config)
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.proc = subprocess.Popen([nginx, "-c", str(self.prefix / "nginx.conf"), "-p", str(self.prefix),
+                                      "-e", "stderr", "-g", "daemon off;"], stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/index.html", timeout=1).read()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        pytest.fail(f"nginx did not start: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)

@@ -1,0 +1,271 @@
+"""The dashboard page in Chromium (playwright), served by nginx with viewer/nginx.conf, in front of
+the real server fed by the fake taosws."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from server import readonly
+from tests.browser import CHROMIUM_FLAGS, Nginx, chromium_path, require_browser_stack
+from tests.component.test_server_process import FAST, Writer, now_ms, ticks
+from tests.conftest import ROOT
+from tests.producer_process import ProducerProcess
+from tests.server_process import ServerProcess
+
+pytestmark = pytest.mark.timeout(300)
+ARTIFACTS = ROOT / "test-artifacts"
+
+CHART_MARKS = """([slot, tag]) => {
+    const viewer = document.querySelector(`perspective-viewer[slot="${slot}"]`);
+    const plugin = viewer && viewer.querySelector(tag);
+    if (!plugin || !plugin.shadowRoot) return -1;
+    if (tag.endsWith("yline")) {
+        return Array.from(plugin.shadowRoot.querySelectorAll("path.line"))
+            .filter((p) => (p.getAttribute("d") || "").length > 50).length;
+    }
+    return Array.from(plugin.shadowRoot.querySelectorAll("path"))
+        .filter((p) => (p.parentNode.getAttribute("class") || "").includes("bar")).length;
+}"""
+TABLE_SIZE = """async (slot) => {
+    const viewer = document.querySelector(`perspective-viewer[slot="${slot}"]`);
+    return viewer ? await (await viewer.getTable()).size() : -1;
+}"""
+
+
+@pytest.fixture
+def stack(fake_env, tmp_path):
+    require_browser_stack()
+    started = []
+
+    class Stack:
+        def server(self, **settings):
+            process = ServerProcess(fake_env, tmp_path, **{**FAST, **settings})
+            started.append(process)
+            return process
+
+        def producer(self, **settings):
+            process = ProducerProcess(fake_env, tmp_path, **settings)
+            started.append(process)
+            return process
+
+        def nginx(self, server_port: int) -> Nginx:
+            proxy = Nginx(tmp_path, server_port)
+            started.append(proxy)
+            return proxy
+
+    yield Stack()
+    for item in started:
+        if isinstance(item, Nginx):
+            item.stop()
+        elif item.proc.poll() is None:
+            item.proc.kill()
+
+
+def browse(scenario):
+    """Run `scenario(page, requests)` in a fresh headless Chromium."""
+    from playwright.async_api import async_playwright
+
+    async def run():
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+            try:
+                page = await browser.new_page(viewport={"width": 1400, "height": 900})
+                requests = []
+                page.on("request", lambda request: requests.append(request.url))
+                page.on("websocket", lambda ws: requests.append(ws.url))
+                return await scenario(page, requests)
+            finally:
+                await browser.close()
+
+    return asyncio.run(run())
+
+
+async def status(page) -> str:
+    return await page.locator("#dashboard-status").get_attribute("data-state")
+
+
+async def wait_status(page, state: str, timeout_s: float = 30) -> None:
+    await page.wait_for_function(
+        "(state) => document.querySelector('#dashboard-status').dataset.state === state", arg=state,
+        timeout=timeout_s * 1000)
+
+
+async def wait_size(page, slot: str, at_least: int, timeout_s: float = 30) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        size = await page.evaluate(TABLE_SIZE, slot)
+        if size >= at_least:
+            return size
+        await asyncio.sleep(0.2)
+    pytest.fail(f"{slot} never reached {at_least} rows")
+
+
+def test_live_dashboard_grid_charts_and_same_origin(stack):
+    producer = stack.producer(PRODUCER_METERS=30, PRODUCER_INTERVAL_MS=250, PRODUCER_BACKFILL="1m")
+    producer.wait_for("backfill done")
+    server = stack.server(SERVER_WINDOW="10m")  # room to grow: 66,000 rows
+    server.wait_health(lambda h: h["phase"] == "live")
+    proxy = stack.nginx(server.port)
+
+    async def scenario(page, requests):
+        frames = []
+        page.on("websocket", lambda ws: ws.on("framesent", lambda payload: frames.append(payload)))
+        await page.goto(proxy.url)
+        await wait_status(page, "connected")
+        first = await wait_size(page, "grid", 30 * 200)
+        grown = await wait_size(page, "grid", first + 30 * 4)  # rows keep arriving
+        locations = await page.evaluate("""async () => {
+            const view = await document.querySelector('perspective-viewer[slot="grid"]').getView();
+            return (await view.to_columns())["__ROW_PATH__"].map((path) => path.join("/"));
+        }""")
+        marks = {}
+        for slot, tag in (("voltage", "perspective-viewer-d3fc-yline"), ("current", "perspective-viewer-d3fc-ybar")):
+            await page.wait_for_function(CHART_MARKS, arg=[slot, tag], timeout=20_000)
+            marks[slot] = await page.evaluate(CHART_MARKS, [slot, tag])
+        latest = await wait_size(page, "latest", 30)
+        metrics = await page.locator("#dashboard-metrics").text_content()
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
+        return first, grown, locations, marks, latest, metrics, frames, list(requests)
+
+    first, grown, locations, marks, latest, metrics, frames, requests = browse(scenario)
+    assert grown > first
+    assert "" in locations and len([p for p in locations if p]) >= 5  # total row, then one per location
+    assert all(p.startswith("California.") for p in locations if p)
+    # each chart really drew: one line per location, one bar per location (not a grid fallback)
+    assert marks["voltage"] >= 5 and marks["current"] >= 5
+    assert latest == 30 and "rows/s" in metrics
+    # every request the page made stayed on its own origin
+    origin_host = proxy.url.split("//")[1]
+    assert requests and all(url.split("//")[1].startswith(origin_host + "/") or url.startswith("data:")
+                            for url in requests), [u for u in requests if origin_host not in u]
+    # the viewer only ever asked to read: the server's allow-list lets all of it through
+    kinds = {readonly.parse_request(frame)[2] for frame in frames if isinstance(frame, bytes)}
+    assert kinds and kinds <= set(readonly.READ_REQUESTS), kinds - set(readonly.READ_REQUESTS)
+    assert server.healthz()[1]["refused_requests"] == 0
+
+
+def test_the_js_client_cannot_write(stack, fake_taosws):
+    Writer(fake_taosws).write(ticks(3, now_ms() - 3000, 3))
+    server = stack.server()
+    server.wait_health(lambda h: h["rows_delivered"] == 9)
+    proxy = stack.nginx(server.port)
+
+    async def scenario(page, requests):
+        await page.goto(proxy.url)
+        await wait_status(page, "connected")
+        return await page.evaluate("""async () => {
+            const client = window.dashboard.client;
+            const table = await client.open_table("meters");
+            const attempts = {
+                update: () => table.update([{tbname: "d9", voltage: 1}]),
+                replace: () => table.replace([{tbname: "d9"}]),
+                clear: () => table.clear(),
+                remove: () => table.remove(["d0"]),
+                delete: () => table.delete(),
+                make_table: () => client.table({x: [1]}, {name: "intruder"}),
+            };
+            const out = {};
+            const timeout = () => new Promise((_, reject) => setTimeout(() => reject(new Error("no answer in 3 s")), 3000));
+            for (const [name, attempt] of Object.entries(attempts)) {
+                const started = performance.now();
+                try { await Promise.race([attempt(), timeout()]); out[name] = "accepted"; }
+                catch (error) { out[name] = [String(error), performance.now() - started]; }
+            }
+            out.size = await (await client.open_table("meters")).size();
+            out.tables = await client.get_hosted_table_names();
+            return out;
+        }""")
+
+    out = browse(scenario)
+    for name in ("update", "replace", "clear", "remove", "delete", "make_table"):
+        assert out[name] != "accepted" and "read-only server" in out[name][0], (name, out[name])
+        assert out[name][1] < 1000
+    assert out["size"] == 9 and sorted(out["tables"]) == ["meters", "meters_latest"]
+
+
+def test_cold_start_waits_for_the_database_then_shows_rows(stack, fake_taosws):
+    server = stack.server()
+    proxy = stack.nginx(server.port)
+
+    async def scenario(page, requests):
+        await page.goto(proxy.url)
+        await wait_status(page, "waiting")
+        Writer(fake_taosws).write(ticks(4, now_ms() - 2000, 3))
+        await wait_status(page, "connected", timeout_s=40)
+        return await wait_size(page, "grid", 12)
+
+    assert browse(scenario) == 12
+
+
+def test_server_restart_shows_reconnecting_then_data_without_reload(stack, fake_taosws):
+    writer = Writer(fake_taosws)
+    writer.write(ticks(3, now_ms() - 3000, 3))
+    server = stack.server()
+    server.wait_health(lambda h: h["rows_delivered"] == 9)
+    proxy = stack.nginx(server.port)
+    port = server.port
+
+    async def scenario(page, requests):
+        await page.goto(proxy.url)
+        await wait_status(page, "connected")
+        await wait_size(page, "grid", 9)
+        navigations = []
+        page.on("framenavigated", lambda frame: navigations.append(frame.url))
+        server.stop()
+        await page.wait_for_function(
+            "['reconnecting', 'unreachable'].includes(document.querySelector('#dashboard-status').dataset.state)",
+            timeout=20_000)
+        writer.write(ticks(3, now_ms(), 2))
+        restarted = ServerProcess(dict(server.env), server.log_path.parent, port=port)
+        try:
+            await wait_status(page, "connected", timeout_s=40)
+            size = await wait_size(page, "grid", 15)
+        finally:
+            restarted.stop()
+        return size, navigations
+
+    size, navigations = browse(scenario)
+    assert size == 15 and navigations == []  # no reload happened
+
+
+def test_layout_survives_a_reload_and_reset_restores_the_default(stack, fake_taosws):
+    Writer(fake_taosws).write(ticks(3, now_ms() - 3000, 3))
+    server = stack.server()
+    server.wait_health(lambda h: h["rows_delivered"] == 9)
+    proxy = stack.nginx(server.port)
+    slots = "() => Array.from(document.querySelectorAll('perspective-viewer')).map((v) => v.getAttribute('slot')).sort()"
+
+    async def scenario(page, requests):
+        await page.goto(proxy.url)
+        await wait_status(page, "connected")
+        default = await page.evaluate(slots)
+        # the user closes the voltage chart: the workspace saves the new layout
+        await page.evaluate("""async () => {
+            const workspace = document.getElementById("workspace");
+            const layout = await workspace.save();
+            delete layout.viewers.voltage;
+            layout.detail.main.children[1] = {type: "tab-area", widgets: ["current"], currentIndex: 0};
+            await workspace.restore(layout);
+            workspace.dispatchEvent(new CustomEvent("workspace-layout-update"));
+        }""")
+        await page.wait_for_function("localStorage.getItem('meters-dashboard-layout') !== null")
+        await page.wait_for_function("!localStorage.getItem('meters-dashboard-layout').includes('Voltage by location')")
+        await page.reload()
+        await wait_status(page, "connected")
+        after_reload = await page.evaluate(slots)
+        await page.click("#reset-layout")
+        await page.wait_for_function("document.querySelectorAll('perspective-viewer').length === 4")
+        after_reset = await page.evaluate(slots)
+        return default, after_reload, after_reset
+
+    default, after_reload, after_reset = browse(scenario)
+    assert default == ["current", "grid", "latest", "voltage"]
+    assert after_reload == ["current", "grid", "latest"]
+    assert after_reset == default

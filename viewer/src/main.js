@@ -1,0 +1,168 @@
+// The dashboard: a <perspective-workspace> over the server's live tables, with a status line,
+// a saved layout, and reconnection. Every asset is bundled: nothing comes from another origin.
+import "@perspective-dev/viewer-datagrid";
+import "@perspective-dev/viewer-d3fc";
+import "@perspective-dev/workspace";
+import perspective from "@perspective-dev/client";
+import perspective_viewer from "@perspective-dev/viewer";
+import VIEWER_WASM from "@perspective-dev/viewer/dist/wasm/perspective-viewer.wasm";
+import "@perspective-dev/viewer/dist/css/themes.css";
+import "@perspective-dev/workspace/dist/css/pro.css";
+import "./style.css";
+
+import { LATEST, METERS, fitsMeters, gridLayout, metersLayout } from "./layout.js";
+
+const STORAGE_KEY = "meters-dashboard-layout";
+const HEALTH_EVERY_MS = 2000;
+const BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
+
+const statusEl = document.getElementById("dashboard-status");
+const metricsEl = document.getElementById("dashboard-metrics");
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const state = {
+    socket: "connecting", health: null, generation: 0, client: null,
+    defaultLayout: null, layout: null, workspace: document.getElementById("workspace"),
+};
+window.dashboard = state; // for debugging and the browser tests; the server is read-only anyway
+
+function websocketUrl() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    return `${scheme}//${location.host}/websocket`;
+}
+
+// --- status line -------------------------------------------------------------------------------------
+
+function render() {
+    const health = state.health;
+    let label, kind;
+    if (state.socket === "reconnecting") {
+        [label, kind] = ["reconnecting…", "reconnecting"];
+    } else if (state.socket === "unreachable" || health === "unreachable") {
+        [label, kind] = ["server unreachable", "unreachable"];
+    } else if (!health || !health.database_reachable || health.waiting_for || health.rows_delivered === 0) {
+        [label, kind] = ["waiting for database", "waiting"];
+    } else if (state.socket === "connected") {
+        [label, kind] = ["connected", "connected"];
+    } else {
+        [label, kind] = ["connecting…", "connecting"];
+    }
+    statusEl.textContent = label;
+    statusEl.dataset.state = kind;
+    if (health && health !== "unreachable" && health.lag_ms != null) {
+        metricsEl.textContent = `lag ${(health.lag_ms / 1000).toFixed(1)} s · ${Math.round(health.rows_per_s)} rows/s`;
+    } else {
+        metricsEl.textContent = "";
+    }
+}
+
+async function watchHealth() {
+    for (;;) {
+        try {
+            const response = await fetch("/healthz", { cache: "no-store" });
+            state.health = await response.json();  // 503 still carries the JSON body
+        } catch {
+            state.health = "unreachable";
+        }
+        render();
+        await sleep(HEALTH_EVERY_MS);
+    }
+}
+
+// --- layout ----------------------------------------------------------------------------------------
+
+function savedLayout() {
+    try {
+        return JSON.parse(localStorage.getItem(STORAGE_KEY));
+    } catch {
+        return null;
+    }
+}
+
+async function saveLayout(workspace) {
+    state.layout = await workspace.save();
+    localStorage.setItem(STORAGE_KEY, JSON.stringify(state.layout));
+}
+
+document.getElementById("reset-layout").addEventListener("click", async () => {
+    localStorage.removeItem(STORAGE_KEY);
+    if (state.defaultLayout) {
+        state.layout = state.defaultLayout;
+        await state.workspace.restore(state.defaultLayout);
+    }
+});
+
+/** A new workspace element per connection: the old one's views died with the old socket. */
+function freshWorkspace() {
+    const workspace = document.createElement("perspective-workspace");
+    workspace.id = "workspace";
+    state.workspace.replaceWith(workspace);
+    state.workspace = workspace;
+    workspace.addEventListener("workspace-layout-update", () => saveLayout(workspace));
+    return workspace;
+}
+
+// --- connection ------------------------------------------------------------------------------------
+
+async function connect() {
+    for (let attempt = 0; ; attempt++) {
+        try {
+            return await perspective.websocket(websocketUrl());
+        } catch {
+            state.socket = attempt === 0 ? "reconnecting" : "unreachable";
+            render();
+            await sleep(BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)]);
+        }
+    }
+}
+
+async function hostedTables(client, generation) {
+    // The server creates its tables once the database exists: wait for them.
+    for (;;) {
+        const names = await client.get_hosted_table_names();
+        if (names.length || generation !== state.generation) {
+            return names;
+        }
+        await sleep(1000);
+    }
+}
+
+async function start() {
+    const generation = ++state.generation;
+    const client = await connect();
+    state.client = client;
+    client.on_error(() => {
+        if (generation === state.generation) {
+            state.socket = "reconnecting";
+            render();
+            start();
+        }
+    });
+    try {
+        const names = await hostedTables(client, generation);
+        if (generation !== state.generation) return;
+        if (!state.defaultLayout) {
+            const table = names.includes(METERS) ? METERS : names[0];
+            const schema = await (await client.open_table(table)).schema();
+            state.defaultLayout = names.includes(LATEST) && fitsMeters(schema) ? metersLayout() : gridLayout(table);
+            state.layout = savedLayout() || state.defaultLayout;
+        }
+        const workspace = freshWorkspace();
+        await workspace.load(client);
+        await workspace.restore(state.layout);
+        state.socket = "connected";
+        render();
+    } catch (error) {
+        console.warn("dashboard: reconnecting after", error);
+        if (generation === state.generation) {
+            state.socket = "reconnecting";
+            render();
+            await sleep(1000);
+            start();
+        }
+    }
+}
+
+await perspective_viewer.init_client(fetch(VIEWER_WASM));
+render();
+watchHealth();
+start();
