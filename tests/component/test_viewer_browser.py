@@ -269,3 +269,24 @@ def test_layout_survives_a_reload_and_reset_restores_the_default(stack, fake_tao
     assert default == ["current", "grid", "latest", "voltage"]
     assert after_reload == ["current", "grid", "latest"]
     assert after_reset == default
+
+
+def test_a_table_of_another_shape_falls_back_to_a_plain_grid(stack, fake_taosws):
+    conn = fake_taosws.connect("ws://root:taosdata@localhost:6041")
+    conn.execute("CREATE DATABASE plant KEEP 30d DURATION 1d")
+    conn.execute("CREATE STABLE plant.sensors (at TIMESTAMP, reading DOUBLE) TAGS (site NCHAR(10))")
+    conn.execute(f"INSERT INTO plant.s1 USING plant.sensors TAGS ('north') VALUES ({now_ms()}, 1.25)")
+    server = stack.server(TDENGINE_DATABASE="plant", SERVER_SUPERTABLE="sensors", SERVER_TIME_COLUMN="at",
+                          SERVER_TABLE="sensors", SERVER_LATEST_TABLE="sensors_latest")
+    server.wait_health(lambda h: h["rows_delivered"] == 1)
+    proxy = stack.nginx(server.port)
+
+    async def scenario(page, requests):
+        await page.goto(proxy.url)
+        await wait_status(page, "connected")
+        await wait_size(page, "grid", 1)
+        return await page.evaluate("""() => Array.from(document.querySelectorAll('perspective-viewer')).map(
+            (v) => [v.getAttribute('slot'), v.getAttribute('table'), v.querySelector(':scope > *').tagName.toLowerCase()])""")
+
+    viewers = browse(scenario)
+    assert len(viewers) == 1 and viewers[0][0] == "grid" and viewers[0][2] == "perspective-viewer-datagrid"

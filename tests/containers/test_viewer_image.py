@@ -56,6 +56,12 @@ def test_viewer_serves_the_page_and_proxies_to_the_server(docker_client, server_
         script = page.decode().split('src="./')[1].split('"')[0]
         status, headers, body = get(f"{base}/{script}")
         assert status == 200 and "immutable" in headers.get("Cache-Control", "") and len(body) > 100_000
+        _, listing = viewer.exec_run(["ls", "/srv/viewer"])
+        wasm = next(name for name in listing.decode().split() if name.endswith(".wasm"))
+        request = urllib.request.Request(f"{base}/{wasm}", headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.headers["Content-Type"] == "application/wasm"
+            assert response.headers.get("Content-Encoding") == "gzip"
 
         deadline, health = time.monotonic() + 60, {}
         while time.monotonic() < deadline:
