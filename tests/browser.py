@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -24,12 +25,12 @@ def chromium_path() -> str:
     return os.environ.get("VIEWER_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
 
-def require_browser_stack() -> None:
-    if not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists():
+def require_browser_stack(need_nginx: bool = True, need_dist: bool = True) -> None:
+    if need_nginx and not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists():
         pytest.skip("nginx is not installed (tests/run.sh installs Debian's nginx)")
     if not Path(chromium_path()).exists():
         pytest.skip(f"no Chromium at {chromium_path()} (tests/run.sh installs Debian's chromium)")
-    if not (DIST / "index.html").exists():
+    if need_dist and not (DIST / "index.html").exists():
         pytest.skip("viewer/dist is not built (tests/run.sh runs npm ci and npm run build in viewer/)")
 
 
@@ -67,3 +68,28 @@ class Nginx:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+
+def browse(scenario):
+    """Run `scenario(page, requests)` in a fresh headless Chromium."""
+    from playwright.async_api import async_playwright
+
+    async def run():
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+            try:
+                page = await browser.new_page(viewport={"width": 1400, "height": 900})
+                requests = []
+                page.on("request", lambda request: requests.append(request.url))
+                page.on("websocket", lambda ws: requests.append(ws.url))
+                return await scenario(page, requests)
+            finally:
+                await browser.close()
+
+    return asyncio.run(run())
+
+
+async def wait_status(page, state: str, timeout_s: float = 30) -> None:
+    await page.wait_for_function(
+        "(state) => document.querySelector('#dashboard-status').dataset.state === state", arg=state,
+        timeout=timeout_s * 1000)

@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 
+from tests.browser import browse, require_browser_stack, wait_status
 from tests.server_process import perspective_client
 
 pytestmark = pytest.mark.timeout(1200)  # the first build installs Debian and npm packages
@@ -78,6 +79,15 @@ def test_viewer_serves_the_page_and_proxies_to_the_server(docker_client, server_
                 return await client.get_hosted_table_names()
 
         assert asyncio.run(through_nginx()) == []  # the WebSocket reached the server: no tables yet
+
+        require_browser_stack(need_nginx=False, need_dist=False)
+
+        async def page_in_chromium(page, requests):
+            await page.goto(base)
+            await wait_status(page, "waiting")
+            return await page.locator("#dashboard-status").text_content()
+
+        assert browse(page_in_chromium) == "waiting for database"
 
         exit_code, output = viewer.exec_run(["id", "-u"])
         assert output.decode().strip() == "10001"

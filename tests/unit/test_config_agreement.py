@@ -93,3 +93,20 @@ def test_compose_services_have_health_restart_and_bounded_logs():
     assert compose["services"]["producer"]["depends_on"]["tdengine"]["condition"] == "service_healthy"
     image = compose["services"]["tdengine"]["image"]
     assert ":latest" not in image and re.search(r":\d+\.\d+\.\d+\.\d+\}$", image)
+
+
+def _healthcheck_with(curl_output: str) -> subprocess.CompletedProcess:
+    """Run the tdengine healthcheck's shell with a stand-in curl that prints `curl_output`."""
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    kind, command = compose["services"]["tdengine"]["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    script = f"curl() {{ printf '%s' '{curl_output}'; }}; TAOS_ROOT_PASSWORD=pw; " + command.replace("$$", "$")
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=10)
+
+
+def test_tdengine_healthcheck_needs_an_sql_round_trip_and_names_a_wrong_password():
+    assert _healthcheck_with('{"code":0,"column_meta":[],"data":[["3.3.6.13"]],"rows":1}').returncode == 0
+    wrong = _healthcheck_with('{"code":855,"desc":"Authentication failure"}')
+    assert wrong.returncode == 1 and "TDENGINE_PASSWORD does not match" in wrong.stdout
+    down = _healthcheck_with("")
+    assert down.returncode == 1 and "TDENGINE_PASSWORD" not in down.stdout
