@@ -7,6 +7,7 @@ raises `SettingsError`, which the service's entry point prints before exiting no
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -94,3 +95,13 @@ def _range_text(kind: str, minimum: int | None, maximum: int | None) -> str:
     if maximum is not None:
         return f"{kind} <= {maximum}"
     return kind
+
+
+def load_or_exit(service: str, read, environ: Mapping[str, str]):
+    """Read a service's settings, or exit with status 2 and one line naming the bad variable
+    (the contract every entry point keeps: nothing starts on a bad setting)."""
+    try:
+        return read(environ)
+    except SettingsError as error:
+        print(f"{service}: configuration error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

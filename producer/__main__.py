@@ -8,17 +8,13 @@ import sys
 import threading
 
 from common import logs
-from common.settings import SettingsError
+from common.settings import load_or_exit
 
 from .settings import ProducerSettings
 
 
 def main() -> int:
-    try:
-        settings = ProducerSettings.from_env(os.environ)
-    except SettingsError as error:
-        print(f"producer: configuration error: {error}", file=sys.stderr)
-        return 2
+    settings = load_or_exit("producer", ProducerSettings.from_env, os.environ)
     logs.setup(settings.log_level)
 
     from .service import Producer  # imports taosws: after the settings are known to be good

@@ -10,7 +10,7 @@ import sys
 
 from common import logs
 from common.logs import event
-from common.settings import SettingsError
+from common.settings import load_or_exit
 
 from .settings import ServerSettings
 
@@ -47,11 +47,7 @@ async def serve(settings: ServerSettings) -> None:
 
 
 def main() -> int:
-    try:
-        settings = ServerSettings.from_env(os.environ)
-    except SettingsError as error:
-        print(f"server: configuration error: {error}", file=sys.stderr)
-        return 2
+    settings = load_or_exit("server", ServerSettings.from_env, os.environ)
     logs.setup(settings.log_level)
     asyncio.run(serve(settings))
     return 0
