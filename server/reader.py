@@ -57,6 +57,7 @@ class Reader:
                        "rebuilds": 0, "duplicates_dropped": 0, "late_rows_dropped": 0,
                        "last_error": None, "unsupported_columns": []}
         self.last_status = 0.0
+        self.sessions = 0  # sessions that got as far as reading
         # poll mode: rows delivered and rows missed per chunk of row time (see audit)
         self.delivered_per_chunk: dict[int, int] = {}
         self.missed_per_chunk: dict[int, int] = {}
@@ -99,8 +100,6 @@ class Reader:
 
     def session(self) -> None:
         source = self.source
-        if self.status["phase"] != "starting":
-            self.status["rebuilds"] += 1  # every session after the first rebuilds connection and consumer
         source.connect()
         self.adopt(source.schema())
         topic = None
@@ -110,6 +109,9 @@ class Reader:
                 event(log, logging.INFO, "dropped stale topics", topics=",".join(dropped))
             source.subscribe(topic, self.settings.consumer_group)
         self.backoff.reset()
+        if self.sessions:
+            self.status["rebuilds"] += 1  # connection and subscription rebuilt after a working session
+        self.sessions += 1
         self.status.update(database_reachable=True, unreachable_since=None, waiting_for=None, topic=topic,
                            phase="backfill", last_error=None)
         self.report(force=True)
