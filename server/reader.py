@@ -129,10 +129,13 @@ class Reader:
 
     def adopt(self, schema: TableSchema) -> None:
         if self.schema is None:
+            scale = TS_SCALE[schema.precision]
+            try:
+                self.dedup = Deduplicator(lateness=int(self.settings.max_lateness_s * 1000) * scale)
+            except ValueError as error:
+                raise NotReady(f"SERVER_MAX_LATENESS is too long for a {schema.precision} database: {error}") from error
             self.schema = schema
             self.target = batches.arrow_schema(schema)
-            scale = TS_SCALE[schema.precision]
-            self.dedup = Deduplicator(lateness=int(self.settings.max_lateness_s * 1000) * scale)
             self.status["unsupported_columns"] = list(schema.unsupported)
             if schema.unsupported:
                 event(log, logging.ERROR, "columns of unsupported types are not hosted",

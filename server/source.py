@@ -51,7 +51,11 @@ class Source:
         if not found:
             raise NotReady(f"database {db} does not exist yet")
         describe = self.rows(f"DESCRIBE {db}.{self.stable}")
-        return schemas.from_describe(db, self.stable, self.time_column, str(found[0][1]), describe)
+        try:
+            return schemas.from_describe(db, self.stable, self.time_column, str(found[0][1]), describe)
+        except schemas.SchemaError as error:
+            # e.g. SERVER_TIME_COLUMN names no timestamp column: reported in /healthz, retried
+            raise NotReady(f"cannot host {db}.{self.stable}: {error}") from error
 
     def rows(self, sql: str) -> list[tuple]:
         return self._guard(lambda: list(self.conn.query(sql)), sql)

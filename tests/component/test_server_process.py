@@ -304,3 +304,11 @@ def test_two_replicas_each_hold_every_row(start_server, writer):
     expected = writer.keys_since(start)
     assert_exactly_once(first, expected)
     assert_exactly_once(second, expected)
+
+
+@pytest.mark.parametrize("mode", ["subscribe"])
+def test_a_table_it_cannot_host_is_reported_not_crashed_on(start_server, writer):
+    server = start_server(SERVER_TIME_COLUMN="nope")
+    body = server.wait_health(lambda h: h["waiting_for"] and "no column 'nope'" in h["waiting_for"])
+    assert server.healthz()[0] == 503 and body["reader_restarts"] == 0
+    assert "no column 'nope'" in server.output()
