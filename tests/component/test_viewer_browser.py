@@ -253,6 +253,9 @@ def test_a_table_of_another_shape_falls_back_to_a_plain_grid(stack, fake_taosws)
         await page.goto(proxy.url)
         await wait_status(page, "connected")
         await wait_size(page, "grid", 1)
+        # the plugin element is attached once the viewer has drawn: wait for it, then look
+        await page.wait_for_function("""() => Array.from(document.querySelectorAll('perspective-viewer'))
+            .every((v) => v.children.length > 0)""", timeout=20_000)
         return await page.evaluate("""() => Array.from(document.querySelectorAll('perspective-viewer')).map(
             (v) => [v.getAttribute('slot'), Array.from(v.children).map((c) => c.tagName.toLowerCase())])""")
 
