@@ -4,6 +4,7 @@ compose.yaml; compose.yaml passes the Compose Specification schema and Docker Co
 import re
 import shutil
 import subprocess
+import tomllib
 
 import pytest
 import yaml
@@ -74,12 +75,38 @@ def test_compose_passes_the_compose_specification_schema():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_compose_passes_docker_compose_v1():
+def _docker_compose_v1(*args: str) -> subprocess.CompletedProcess:
     if not shutil.which("docker-compose"):
         pytest.skip("docker-compose (v1) is not installed; tests/run.sh installs it on Debian")
-    result = subprocess.run(["docker-compose", "config", "-q"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=120, env={"PATH": "/usr/bin:/bin:/usr/local/bin"})
+    return subprocess.run(["docker-compose", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={"PATH": "/usr/bin:/bin:/usr/local/bin"})
+
+
+def test_compose_passes_docker_compose_v1():
+    result = _docker_compose_v1("config", "-q")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_explorer_is_opt_in_and_reaches_the_database_by_service_name():
+    resolved = _docker_compose_v1("--profile", "explorer", "config")
+    assert resolved.returncode == 0, resolved.stderr
+    services = yaml.safe_load(resolved.stdout)["services"]
+    # `up` starts the services without a profile; the Explorer only with --profile explorer.
+    assert {name for name, service in services.items() if not service.get("profiles")} == {
+        "tdengine", "producer", "server", "viewer"}
+    explorer = services["explorer"]
+    assert explorer["profiles"] == ["explorer"]
+    # Same image as the database, which runs with its own Explorer (and taosKeeper) switched off.
+    assert explorer["image"] == services["tdengine"]["image"]
+    assert services["tdengine"]["environment"]["TAOS_DISABLE_EXPLORER"] == "1"
+    assert services["tdengine"]["environment"]["TAOS_DISABLE_KEEPER"] == "1"
+    assert explorer["command"] == ["taos-explorer"]
+    assert explorer["ports"] == ["127.0.0.1:6060:6060/tcp"]
+    [mount] = explorer["volumes"]
+    source, target, mode = mount.split(":")
+    assert source == str(ROOT / "explorer" / "explorer.toml") and target == "/etc/taos/explorer.toml" and mode == "ro"
+    config = tomllib.loads((ROOT / "explorer" / "explorer.toml").read_text())
+    assert config["cluster"] == "http://tdengine:6041" and config["port"] == 6060
 
 
 def test_compose_services_have_health_restart_and_bounded_logs():
@@ -89,7 +116,11 @@ def test_compose_services_have_health_restart_and_bounded_logs():
         assert service.get("restart") == "unless-stopped", name
         assert service["logging"]["driver"] == "json-file" and "max-size" in service["logging"]["options"], name
         assert "healthcheck" in service or (ROOT / name / "Dockerfile").read_text().count("HEALTHCHECK") == 1, name
-        assert "ports" not in service or name == "viewer", f"{name} publishes a port"
+        if name == "viewer":
+            continue
+        published = service.get("ports", [])
+        assert all(port.startswith("127.0.0.1:") for port in published), f"{name} publishes beyond loopback"
+        assert not published or service.get("profiles"), f"{name} publishes a port without being opt-in"
     assert compose["services"]["producer"]["depends_on"]["tdengine"]["condition"] == "service_healthy"
     image = compose["services"]["tdengine"]["image"]
     assert ":latest" not in image and re.search(r":\d+\.\d+\.\d+\.\d+\}$", image)
