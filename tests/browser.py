@@ -93,3 +93,20 @@ async def wait_status(page, state: str, timeout_s: float = 30) -> None:
     await page.wait_for_function(
         "(state) => document.querySelector('#dashboard-status').dataset.state === state", arg=state,
         timeout=timeout_s * 1000)
+
+
+TABLE_SIZE = """async (slot) => {
+    const viewer = document.querySelector(`perspective-viewer[slot="${slot}"]`);
+    return viewer ? await (await viewer.getTable()).size() : -1;
+}"""
+
+
+async def wait_size(page, slot: str, at_least: int, timeout_s: float = 30) -> int:
+    """Wait until the table behind the workspace's `slot` viewer holds at least `at_least` rows."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        size = await page.evaluate(TABLE_SIZE, slot)
+        if size >= at_least:
+            return size
+        await asyncio.sleep(0.2)
+    pytest.fail(f"{slot} never reached {at_least} rows")

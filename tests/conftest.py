@@ -91,3 +91,41 @@ def real_database(real_tdengine):
         conn.execute(f"DROP DATABASE IF EXISTS {name}")
     finally:
         conn.close()
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A Docker engine with the images' base image, else a skip that says why."""
+    from tests import docker_engine
+    from tests.images import BASE_IMAGE
+
+    try:
+        engine = docker_engine.client()
+    except docker_engine.Unavailable as reason:
+        pytest.skip(f"{reason}; CI starts one in .ci/run")
+    try:
+        docker_engine.ensure_image(engine, BASE_IMAGE)
+    except docker_engine.Unavailable as reason:
+        pytest.skip(f"base image {BASE_IMAGE}: {reason}; .ci/run builds a local stand-in with debootstrap")
+    return engine
+
+
+@pytest.fixture(scope="session")
+def producer_image(docker_client) -> str:
+    from tests.images import build
+
+    return build(docker_client, "producer")
+
+
+@pytest.fixture(scope="session")
+def server_image(docker_client) -> str:
+    from tests.images import build
+
+    return build(docker_client, "server")
+
+
+@pytest.fixture(scope="session")
+def viewer_image(docker_client) -> str:
+    from tests.images import build
+
+    return build(docker_client, "viewer")

@@ -27,8 +27,9 @@ def free_port() -> int:
 class ServerProcess:
     def __init__(self, env: dict[str, str], tmp_path, port: int | None = None, **settings):
         self.port = port or free_port()
-        self.env = dict(env, SERVER_PORT=str(self.port), SERVER_INSTANCE=f"test{self.port}",
-                        **{k: str(v) for k, v in settings.items()})
+        # Each process its own consumer group unless the test names one (a restart keeps it).
+        self.env = {**env, "SERVER_PORT": str(self.port), "SERVER_INSTANCE": f"test{self.port}",
+                    **{k: str(v) for k, v in settings.items()}}
         self.log_path = tmp_path / f"server-{self.port}.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "server"], env=self.env,

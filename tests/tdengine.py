@@ -9,7 +9,8 @@ import time
 import urllib.request
 import uuid
 from base64 import b64encode
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -25,6 +26,8 @@ class RealTDengine:
     user: str
     password: str
     source: str  # "TDENGINE_URL" or "testcontainers <image>"
+    # the container's log, for failure reports; None for a server named by TDENGINE_URL
+    logs: Callable[[], str] | None = field(default=None, compare=False)
 
     def settings(self, database: str) -> TDengineSettings:
         return TDengineSettings(url=self.url, user=self.user, password=self.password, database=database)
@@ -49,8 +52,9 @@ def from_env() -> RealTDengine | None:
     return RealTDengine(settings.url, settings.user, settings.password, "TDENGINE_URL")
 
 
-def start_container():
-    """Start the pinned TDengine image; returns (container, RealTDengine) or skips with why."""
+def start_container(network=None, alias: str | None = None):
+    """Start the pinned TDengine image (on `network` as `alias`, if given); returns
+    (container, RealTDengine) or skips with why (fails with TDENGINE_REQUIRED=1)."""
     from tests import docker_engine
 
     image = os.environ.get("TDENGINE_IMAGE", PINNED_IMAGE)
@@ -61,11 +65,21 @@ def start_container():
     from testcontainers.core.container import DockerContainer
 
     container = DockerContainer(image).with_exposed_ports(6041)
+    if network is not None:
+        container = container.with_network(network).with_network_aliases(alias or "tdengine")
     container.start()
+    return container, reach(container)
+
+
+def reach(container, timeout_s: float = 180) -> RealTDengine:
+    """The TDengine in `container`, once an SQL round trip works. Call it again after a restart:
+    the host port mapped to 6041 can change, the address on the test network does not."""
+    image = container.image
     host = container.get_container_host_ip()
     port = int(container.get_exposed_port(6041))
-    wait_for_sql(f"http://{host}:{port}/rest/sql", "root", "taosdata", timeout_s=180)
-    return container, RealTDengine(f"ws://{host}:{port}", "root", "taosdata", f"testcontainers {image}")
+    wait_for_sql(f"http://{host}:{port}/rest/sql", "root", "taosdata", timeout_s=timeout_s)
+    return RealTDengine(f"ws://{host}:{port}", "root", "taosdata", f"testcontainers {image}",
+                        logs=lambda: container.get_wrapped_container().logs(tail=2000).decode(errors="replace"))
 
 
 def wait_for_sql(rest_url: str, user: str, password: str, timeout_s: float) -> None:

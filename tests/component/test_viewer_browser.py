@@ -3,13 +3,10 @@ the real server fed by the fake taosws."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 
 from server import readonly
-from tests.browser import Nginx, browse, require_browser_stack, wait_status
+from tests.browser import Nginx, browse, require_browser_stack, wait_size, wait_status
 from tests.component.test_server_process import FAST, Writer, now_ms, ticks
 from tests.conftest import ROOT
 from tests.producer_process import ProducerProcess
@@ -28,10 +25,6 @@ CHART_MARKS = """([slot, tag]) => {
     }
     return Array.from(plugin.shadowRoot.querySelectorAll("path"))
         .filter((p) => (p.parentNode.getAttribute("class") || "").includes("bar")).length;
-}"""
-TABLE_SIZE = """async (slot) => {
-    const viewer = document.querySelector(`perspective-viewer[slot="${slot}"]`);
-    return viewer ? await (await viewer.getTable()).size() : -1;
 }"""
 
 
@@ -62,16 +55,6 @@ def stack(fake_env, tmp_path):
             item.stop()
         elif item.proc.poll() is None:
             item.proc.kill()
-
-
-async def wait_size(page, slot: str, at_least: int, timeout_s: float = 30) -> int:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        size = await page.evaluate(TABLE_SIZE, slot)
-        if size >= at_least:
-            return size
-        await asyncio.sleep(0.2)
-    pytest.fail(f"{slot} never reached {at_least} rows")
 
 
 def test_live_dashboard_grid_charts_and_same_origin(stack):

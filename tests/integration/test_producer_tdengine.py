@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import time
 
-import pytest
-
+from tests.integration.equality import query
 from tests.producer_process import ROWS, ProducerProcess, assert_complete_and_exact
 
 
-@pytest.fixture
-def producer_env(real_tdengine, real_database, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TDENGINE_", "PRODUCER_", "TAOSWS_FAKE"))}
-    env.update(real_tdengine.env(real_database))
-    env["PRODUCER_HEARTBEAT_FILE"] = str(tmp_path / "heartbeat")
-    return env
-
-
 def stored(real_tdengine, database):
-    import taosws
-
-    conn = taosws.connect(real_tdengine.settings(database).dsn(with_database=False))
-    try:
-        return list(conn.query(ROWS.format(db=database)))
-    finally:
-        conn.close()
+    return query(real_tdengine, database, ROWS.format(db=database))
 
 
-def test_schema_and_exactly_n_ticks_by_m_meters(producer_env, real_tdengine, real_database, tmp_path):
-    producer = ProducerProcess(producer_env, tmp_path, PRODUCER_METERS=25, PRODUCER_INTERVAL_MS=100,
-                               PRODUCER_BACKFILL="5s", PRODUCER_SEED=3)
+def test_schema_and_exactly_n_ticks_by_m_meters(service_env, real_tdengine, real_database, tmp_path, logs):
+    producer = logs.process("producer", ProducerProcess(
+        service_env, tmp_path, PRODUCER_METERS=25, PRODUCER_INTERVAL_MS=100, PRODUCER_BACKFILL="5s", PRODUCER_SEED=3))
     producer.wait_for("backfill done", timeout_s=60)
     time.sleep(1.0)
     assert producer.stop()[0] == 0
@@ -38,27 +22,21 @@ def test_schema_and_exactly_n_ticks_by_m_meters(producer_env, real_tdengine, rea
     stamps = assert_complete_and_exact(rows, meters=25, interval_ms=100, seed=3)
     assert len(rows) == len(stamps) * 25 and len(stamps) >= 50
 
-    import taosws
-
-    conn = taosws.connect(real_tdengine.settings(real_database).dsn(with_database=False))
-    try:
-        columns = [r[:4] for r in conn.query(f"DESCRIBE {real_database}.meters")]
-    finally:
-        conn.close()
+    columns = [r[:4] for r in query(real_tdengine, real_database, f"DESCRIBE {real_database}.meters")]
     assert columns == [
         ("ts", "TIMESTAMP", 8, ""), ("current", "FLOAT", 4, ""), ("voltage", "INT", 4, ""),
         ("phase", "FLOAT", 4, ""), ("groupid", "INT", 4, "TAG"), ("location", "VARCHAR", 24, "TAG")]
 
 
-def test_restart_leaves_earlier_values_unchanged(producer_env, real_tdengine, real_database, tmp_path):
+def test_restart_leaves_earlier_values_unchanged(service_env, real_tdengine, real_database, tmp_path, logs):
     settings = dict(PRODUCER_METERS=10, PRODUCER_INTERVAL_MS=100, PRODUCER_BACKFILL="3s")
-    first = ProducerProcess(producer_env, tmp_path, **settings)
+    first = logs.process("producer (first run)", ProducerProcess(service_env, tmp_path, **settings))
     first.wait_for("backfill done", timeout_s=60)
     time.sleep(0.5)
     assert first.stop()[0] == 0
     before = {(r[0], r[1]): r for r in stored(real_tdengine, real_database)}
     time.sleep(0.5)
-    second = ProducerProcess(producer_env, tmp_path, **settings)
+    second = logs.process("producer (second run)", ProducerProcess(service_env, tmp_path, **settings))
     second.wait_for("backfill done", timeout_s=60)
     time.sleep(0.5)
     assert second.stop()[0] == 0

@@ -1,57 +1,65 @@
-"""Producer -> real TDengine -> server: every row of the window hosted exactly once."""
+"""Producer -> real TDengine -> server, in subscription and polling mode: every row of the window
+hosted exactly once, `meters_latest` equal to LAST_ROW, late rows delivered or counted."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import time
 
 import pytest
 
+from tests.integration.equality import assert_hosted_equals_database, execute, hosted
+from tests.integration.fleet import FLEET, INTERVAL_MS, METERS, SERVER
 from tests.producer_process import ProducerProcess
-from tests.server_process import ServerProcess, perspective_client, table_columns
+from tests.server_process import ServerProcess
+
+pytestmark = pytest.mark.timeout(600)
+
+MODES = ["subscribe", "poll"]
+LATENESS_S = 20
+# The lateness bound is SERVER_MAX_LATENESS for a subscription; a poller re-reads only its overlap.
+LATENESS = {"subscribe": dict(SERVER_MAX_LATENESS=f"{LATENESS_S}s"),
+            "poll": dict(SERVER_POLL_OVERLAP=f"{LATENESS_S}s", SERVER_MAX_LATENESS="1m",
+                         SERVER_BACKFILL_CHUNK="5s", SERVER_POLL_AUDIT_EVERY="1s")}
 
 
-@pytest.fixture
-def stack_env(real_tdengine, real_database, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TDENGINE_", "PRODUCER_", "SERVER_", "TAOSWS_FAKE"))}
-    env.update(real_tdengine.env(real_database))
-    env["PRODUCER_HEARTBEAT_FILE"] = str(tmp_path / "heartbeat")
-    return env
-
-
-def database_keys(real_tdengine, database, since_ms: int) -> set[tuple[str, int]]:
-    import taosws
-
-    conn = taosws.connect(real_tdengine.settings(database).dsn(with_database=False))
-    try:
-        return {(r[0], r[1]) for r in conn.query(
-            f"SELECT tbname, CAST(ts AS BIGINT) FROM {database}.meters WHERE ts >= {since_ms}")}
-    finally:
-        conn.close()
-
-
-def test_producer_writes_server_delivers_every_row_exactly_once(stack_env, real_tdengine, real_database, tmp_path):
-    producer = ProducerProcess(stack_env, tmp_path, PRODUCER_METERS=20, PRODUCER_INTERVAL_MS=200,
-                               PRODUCER_BACKFILL="30s")
+@pytest.mark.parametrize("mode", MODES)
+def test_every_row_exactly_once_and_latest_is_last_row(mode, service_env, real_tdengine, real_database,
+                                                       tmp_path, logs):
+    producer = logs.process("producer", ProducerProcess(service_env, tmp_path, **FLEET))
     producer.wait_for("backfill done", timeout_s=60)
-    server = ServerProcess(stack_env, tmp_path, SERVER_WINDOW="1m", SERVER_METERS=20, SERVER_INTERVAL_MS=200)
+    server = logs.process("server", ServerProcess(service_env, tmp_path, SERVER_MODE=mode, **SERVER))
     server.wait_health(lambda h: h["phase"] == "live", timeout_s=60)
-    time.sleep(3)
+    time.sleep(3)  # live rows on top of the backfill
     assert producer.stop()[0] == 0
+    assert_hosted_equals_database(server.websocket_url, real_tdengine, real_database)
+    keys, _ = hosted(server.websocket_url)
+    assert len(keys) >= METERS * 30_000 // INTERVAL_MS  # the backfill alone: the check had rows to check
+    health = server.healthz()[1]
+    assert health["late_rows_dropped"] == 0 and health["mode"] == mode
+    assert server.stop()[0] == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_late_row_inside_the_bound_is_delivered_one_beyond_is_counted(mode, service_env, real_tdengine,
+                                                                       real_database, tmp_path, logs):
+    producer = logs.process("producer", ProducerProcess(service_env, tmp_path, **FLEET))
+    producer.wait_for("backfill done", timeout_s=60)
+    server = logs.process("server", ServerProcess(service_env, tmp_path, SERVER_MODE=mode, **SERVER,
+                                                  **LATENESS[mode]))
+    server.wait_health(lambda h: h["phase"] == "live", timeout_s=60)
     time.sleep(2)
-
-    async def hosted():
-        async with perspective_client(server.websocket_url) as client:
-            return await table_columns(client, "meters"), await table_columns(client, "meters_latest")
-
-    rows, latest = asyncio.run(hosted())
-    keys = list(zip(rows["tbname"], rows["ts"]))
-    since = min(ts for _, ts in keys)
-    assert len(keys) == len(set(keys))
-    assert set(keys) == database_keys(real_tdengine, real_database, since)
-    newest = {}
-    for name, ts in keys:
-        newest[name] = max(ts, newest.get(name, ts))
-    assert dict(zip(latest["tbname"], latest["ts"])) == newest
+    now = int(time.time() * 1000)
+    # Off the producer's tick grid (+7 ms), so these rows are new, never overwrites.
+    inside = ("d0", now - LATENESS_S * 1000 // 2 + 7)
+    beyond = ("d1", now - LATENESS_S * 3000 + 7)
+    for table, ts in (inside, beyond):
+        execute(real_tdengine, real_database, f"INSERT INTO {real_database}.{table} VALUES ({ts}, 1.5, 230, 0.25)")
+    server.wait_health(lambda h: h["late_rows_dropped"] >= 1, timeout_s=30)
+    time.sleep(2)
+    assert producer.stop()[0] == 0
+    assert_hosted_equals_database(server.websocket_url, real_tdengine, real_database,
+                                  never_delivered=frozenset({beyond}))
+    keys, _ = hosted(server.websocket_url)
+    assert inside in keys and beyond not in keys
+    assert server.healthz()[1]["late_rows_dropped"] == 1
     assert server.stop()[0] == 0

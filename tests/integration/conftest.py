@@ -1,0 +1,67 @@
+"""Integration fixtures: the services' environment for a real TDengine, and their logs attached to
+the report of a failed test (processes, containers and the TDengine container itself)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import pytest
+
+LOGS = pytest.StashKey[dict[str, Callable[[], str]]]()
+LOG_TAIL = 30_000  # characters of each log kept in a failure report
+
+
+class Logs:
+    """Where this test's logs come from; read only when the test failed."""
+
+    def __init__(self, item: pytest.Item):
+        self.sources = item.stash.setdefault(LOGS, {})
+
+    def process(self, name: str, process):
+        """A ProducerProcess / ServerProcess: its output file."""
+        self.sources[name] = process.output
+        return process
+
+    def container(self, name: str, container):
+        """A testcontainers DockerContainer (or a docker-py container)."""
+        wrapped = getattr(container, "get_wrapped_container", lambda: container)
+        self.sources[name] = lambda: wrapped().logs(tail=2000).decode(errors="replace")
+        return container
+
+    def text(self, name: str, read: Callable[[], str]) -> None:
+        self.sources[name] = read
+
+
+@pytest.fixture
+def logs(request) -> Logs:
+    return Logs(request.node)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        sources = dict(item.stash.get(LOGS, {}))
+        found = item.funcargs.get("real_tdengine") if hasattr(item, "funcargs") else None
+        if found is not None and found.logs is not None:
+            sources.setdefault("tdengine", found.logs)
+        for name, read in sources.items():
+            try:
+                text = read()
+            except Exception as error:  # a log that cannot be read must not hide the failure
+                text = f"(could not read: {error!r})"
+            report.sections.append((f"log: {name}", text[-LOG_TAIL:]))
+    return report
+
+
+@pytest.fixture
+def service_env(real_tdengine, real_database, tmp_path) -> dict[str, str]:
+    """Environment for `python -m producer` / `python -m server` on the real TDengine: this test's
+    database, and none of the caller's own service settings (nor the fake's)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("TDENGINE_", "PRODUCER_", "SERVER_", "TAOSWS_FAKE"))}
+    env.update(real_tdengine.env(real_database))
+    env["PRODUCER_HEARTBEAT_FILE"] = str(tmp_path / "heartbeat")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
