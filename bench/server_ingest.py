@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 import perspective  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
+from bench import client  # noqa: E402
 from server import reader as reader_module  # noqa: E402
 from server.schema import from_describe  # noqa: E402
 from server.settings import ServerSettings  # noqa: E402
@@ -152,7 +153,6 @@ def seed(count: int) -> float:
 def latency(mode: str, ticks: int) -> dict:
     """Write rows stamped with their write time; measure when each reaches a client's view."""
     import taosws
-    import tornado.websocket
 
     from common.settings import Env
     from common.tdengine import TDengineSettings
@@ -173,43 +173,20 @@ def latency(mode: str, ticks: int) -> dict:
     meters = 100
     arrivals: list[float] = []
 
+    def on_rows(arrival: float, rows: pa.Table) -> None:
+        for stamp in rows.column("ts").cast(pa.int64()).to_pylist():
+            arrivals.append(arrival * 1000 - stamp)
+
     async def measure():
-        for _ in range(300):
-            try:
-                socket_ = await tornado.websocket.websocket_connect(f"ws://127.0.0.1:{port}/websocket")
-                break
-            except OSError:
-                await asyncio.sleep(0.1)
-        client = perspective.AsyncClient(lambda frame: socket_.write_message(frame, binary=True))
-
-        async def pump():
-            while (message := await socket_.read_message()) is not None:
-                await client.handle_response(message)
-
-        pumping = asyncio.ensure_future(pump())
-        for _ in range(300):
-            if "meters" in await client.get_hosted_table_names():
-                break
-            await asyncio.sleep(0.1)
-        table = await client.open_table("meters")
-        view = await table.view()
-
-        def on_update(*args):  # (port id, delta rows as Arrow IPC) in 4.3.0
-            now_ms = time.time() * 1000
-            delta = next(a for a in args if isinstance(a, (bytes, bytearray)))
-            for stamp in pa.ipc.open_stream(delta).read_all().column("ts").cast(pa.int64()).to_pylist():
-                arrivals.append(now_ms - stamp)
-
-        await view.on_update(on_update, mode="row")
-        await asyncio.sleep(1.0)
-        for tick in range(ticks):
-            ts = int(time.time() * 1000)
-            conn.execute("INSERT INTO " + " ".join(
-                f"{database}.d{m} USING {database}.meters TAGS (1, 'x') VALUES ({ts}, 1.5, 220, 0.3)"
-                for m in range(meters)))
-            await asyncio.sleep(1.0 if tick < ticks - 1 else 2.0)
-        socket_.close()
-        pumping.cancel()
+        async with client.connected(f"ws://127.0.0.1:{port}/websocket") as perspective_client:
+            view = await client.watch(perspective_client, "meters", on_rows)  # noqa: F841 - keep it open
+            await asyncio.sleep(1.0)
+            for tick in range(ticks):
+                ts = int(time.time() * 1000)
+                conn.execute("INSERT INTO " + " ".join(
+                    f"{database}.d{m} USING {database}.meters TAGS (1, 'x') VALUES ({ts}, 1.5, 220, 0.3)"
+                    for m in range(meters)))
+                await asyncio.sleep(1.0 if tick < ticks - 1 else 2.0)
 
     try:
         asyncio.run(measure())
@@ -224,9 +201,7 @@ def latency(mode: str, ticks: int) -> dict:
     if not arrivals:
         log.seek(0)
         raise RuntimeError(f"no row arrived in {mode} mode; server output:\n{log.read().decode()[-3000:]}")
-    arrivals.sort()
-    figures = {f"{mode}_latency_ms_p{p}": round(arrivals[min(len(arrivals) - 1, len(arrivals) * p // 100)], 1)
-               for p in (50, 95, 99)}
+    figures = {f"{mode}_latency_ms_p{p}": value for p, value in client.percentiles(arrivals).items()}
     say(f"latency ({mode}, {len(arrivals)} rows): p50 {figures[f'{mode}_latency_ms_p50']} ms, "
         f"p95 {figures[f'{mode}_latency_ms_p95']} ms, p99 {figures[f'{mode}_latency_ms_p99']} ms")
     return figures

@@ -31,3 +31,28 @@ def test_server_ingest_benchmark_runs_every_path(fake_env):
     assert figures["metric"] == "server_ingest_rows_per_s" and figures["value"] > 0 and figures["ratio"] > 0
     for mode in ("subscribe", "poll"):  # rows written through the fake reached a client in both modes
         assert figures[f"{mode}_latency_ms_p50"] >= 0 and figures[f"{mode}_latency_ms_p99"] < 10_000
+
+
+def test_freshness_benchmark_measures_both_methods_against_a_running_server(fake_env, fake_taosws, tmp_path):
+    from tests.server_process import ServerProcess
+
+    server = ServerProcess(dict(fake_env, TDENGINE_URL="ws://localhost:6041"), tmp_path, SERVER_RETRY_MAX="1s",
+                           SERVER_METERS=50)
+    try:
+        env = dict(fake_env, TDENGINE_URL="ws://localhost:6041")
+        result = subprocess.run([sys.executable, str(ROOT / "bench" / "freshness.py"), "--quick", "--meters", "50",
+                                 "--ticks", "3", "--server", server.websocket_url], env=env,
+                                capture_output=True, text=True, timeout=240)
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:] + server.output()[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["metric"] == "freshness_p95_ms" and figures["rows"] == 150
+    # every row reached the client exactly once; the seed's poller saw them too, some more than once
+    assert figures["missing"] == 0 and figures["duplicates"] == 0
+    assert 0 <= figures["p50_ms"] <= figures["value"] <= figures["p99_ms"] < 10_000
+    assert figures["seed_p95_ms"] is not None and figures["seed_rows_read_again"] > 0
+    assert figures["ratio"] > 0
+    assert "seed (ts > NOW() - 1s every 250 ms)" in result.stdout  # figures printed as it goes
+    conn = fake_taosws.connect("ws://root:taosdata@localhost:6041")  # it removed its own subtables
+    assert list(conn.query("SELECT COUNT(*) FROM power.meters")) in ([], [(0,)])

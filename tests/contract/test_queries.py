@@ -151,3 +151,23 @@ def test_stmt2_writes_many_rows_per_subtable(td):
     assert len(rows) == 7
     assert rows[0] == ("d0", ts, 1.5, 220, 0, "loc0") and rows[3] == ("d0", ts + 3, 4.5, 223, 0, "loc0")
     assert rows[6] == ("d1", ts + 2, 3.5, 222, 1, "loc1")
+
+
+def test_now_minus_one_second_selects_by_the_servers_clock(td):
+    """The seed's polling query (bench/freshness.py measures it against our subscription)."""
+    conn = td.meters()
+    ts = now_ms()
+    insert_two(conn, td.db, ts - 5000)  # d0 at ts - 5000, d1 at ts - 4999
+    conn.execute(f"INSERT INTO {td.db}.d0 VALUES ({ts}, 1.5, 220, 0.5)")
+    rows = list(conn.query(f"SELECT tbname, CAST(ts AS BIGINT) FROM {td.db}.meters WHERE ts > NOW() - 1s"))
+    assert rows == [("d0", ts)]
+
+
+def test_drop_table_drops_several_subtables_in_one_statement(td):
+    """bench/freshness.py removes its own subtables this way when it is done."""
+    conn = td.meters()
+    insert_two(conn, td.db, now_ms())
+    conn.execute(f"DROP TABLE IF EXISTS {td.db}.d0, IF EXISTS {td.db}.d1, IF EXISTS {td.db}.d9")
+    assert list(conn.query(f"SELECT COUNT(*) FROM {td.db}.meters")) in ([], [(0,)])
+    with pytest.raises(td.taosws.QueryError, match=r"0x2603"):
+        list(conn.query(f"SELECT * FROM {td.db}.d0"))

@@ -1,8 +1,9 @@
 """The fake TDengine server behind the fake `taosws`: one SQLite file shared by every process.
 
 It understands the subset of TDengine SQL this project sends (CREATE DATABASE/STABLE/TOPIC,
-DROP DATABASE/TOPIC, DESCRIBE, multi-table INSERT ... USING ... TAGS, SELECT over a supertable
-with CAST, aggregates, LAST_ROW, PARTITION BY, ORDER BY, LIMIT) and answers it with the shapes and
+DROP DATABASE/TOPIC/TABLE, DESCRIBE, multi-table INSERT ... USING ... TAGS, SELECT over a
+supertable with CAST, aggregates, LAST_ROW, PARTITION BY, ORDER BY, LIMIT, `NOW() - 1s` in WHERE)
+and answers it with the shapes and
 error codes that `shared/reference/tdengine-checked.md` records for a real TDengine 3.3.6.
 Valid TDengine SQL that this fake does not implement raises `Unsupported`, which derives from no
 taosws class, so a test can never mistake a gap in the fake for a database error.
@@ -363,6 +364,8 @@ class Server:
             return self.drop_topic(tokens)
         if tokens.keyword("DROP", "DATABASE"):
             return self.drop_database(tokens)
+        if tokens.keyword("DROP", "TABLE"):
+            return self.drop_tables(tokens, current_db)
         if tokens.keyword("DESCRIBE") or tokens.keyword("DESC"):
             return self.describe(tokens, current_db)
         if tokens.keyword("SHOW", "TOPICS"):
@@ -532,6 +535,32 @@ class Server:
                 self.db.execute("DELETE FROM _sub WHERE topic = ?", (topic,))
             self.db.execute("DELETE FROM _topic WHERE db = ?", (name,))
             self.db.execute("DELETE FROM _db WHERE name = ?", (name,))
+        return 0
+
+    def drop_tables(self, tokens: Tokens, current_db: str | None) -> int:
+        """DROP TABLE [IF EXISTS] [db.]child [, [IF EXISTS] [db.]child] ...: subtables only."""
+        with self.transaction():
+            while True:
+                if_exists = tokens.keyword("IF", "EXISTS")
+                db, name = tokens.qualified()
+                db = db or current_db
+                if db is None:
+                    raise SqlError(0x2616, "Database not specified")
+                self.database(db)
+                stable = self.child_stable(db, name)
+                if stable is None:
+                    if self.stable_schema(db, name) is not None:
+                        raise Unsupported("DROP TABLE of a supertable")
+                    if not if_exists:
+                        raise table_missing()
+                else:
+                    for kind in ("d", "t"):
+                        self.db.execute(f"DELETE FROM {_q(kind, db, stable)} WHERE tbname = ?", (name,))
+                    self.db.execute("DELETE FROM _child WHERE db = ? AND name = ?", (db, name))
+                if not tokens.op(","):
+                    break
+        if not tokens.done():
+            raise syntax_error(str(tokens.peek()))
         return 0
 
     # --- writes ---------------------------------------------------------------------------------
@@ -727,7 +756,8 @@ class Server:
             db, stable, child, schema = self.resolve(db, name, current_db)
             view = _q("v", db, stable)
             from_sql = view if child is None else f"(SELECT * FROM {view} WHERE tbname = '{child}')"
-        rest = match.group("rest") or ""
+        rest = _now_arithmetic(match.group("rest") or "", PRECISION_PER_MS[self.database(db)[0]]
+                               if db != "information_schema" else 1)
         for unsupported in ("INTERVAL", "FILL", "SLIMIT", "SESSION", "STATE_WINDOW", "NOW",
                             "JOIN", "UNION", "_WSTART", "_WEND"):
             if re.search(rf"\b{unsupported}\b", rest, re.I):
@@ -773,6 +803,27 @@ class Server:
         if wants_last:
             rows = [row[:-1] for row in rows if row[-1] is not None]
         return _fields(items, rows), rows
+
+
+_NOW = re.compile(r"\bNOW\s*\(\s*\)(?:\s*([+-])\s*(\d+)\s*([a-z]))?", re.I)
+_DURATION_MS = {"a": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": DAY_MS, "w": 7 * DAY_MS}
+
+
+def _now_arithmetic(rest: str, per_ms: int) -> str:
+    """`NOW()` and `NOW() - 1s` (units a s m h d w) as the integer time they stand for, in the
+    database's precision, taken when the query runs, as the server does."""
+    now = int(time.time() * 1000)
+
+    def value(match: re.Match) -> str:
+        sign, amount, unit = match.groups()
+        if sign is None:
+            return str(now * per_ms)
+        if unit.lower() not in _DURATION_MS:
+            raise Unsupported(f"duration unit {unit}")
+        delta = int(amount) * _DURATION_MS[unit.lower()]
+        return str((now - delta if sign == "-" else now + delta) * per_ms)
+
+    return _NOW.sub(value, rest)
 
 
 _TOPIC = re.compile(r"^\s*CREATE\s+TOPIC\s+(?:IF\s+NOT\s+EXISTS\s+)?(?:`[^`]+`|\w+)\s+AS\s+(?P<select>SELECT\s.*)$", re.I | re.S)
