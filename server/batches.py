@@ -7,6 +7,7 @@ so the process serving browsers only hands bytes to `table.update`.
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 
 from .schema import ARROW_TYPES, TBNAME, TS_SCALE, TableSchema
@@ -18,16 +19,34 @@ def arrow_schema(schema: TableSchema) -> pa.Schema:
     return pa.schema(fields)
 
 
-def encode(schema: TableSchema, target: pa.Schema, rows: list[tuple], indexes: list[int]) -> bytes:
-    """Arrow IPC stream of the chosen rows; the time column scaled from database precision to ms."""
-    chosen = rows if len(indexes) == len(rows) else [rows[i] for i in indexes]
-    columns = list(zip(*chosen)) if chosen else [() for _ in target]
+def to_batch(schema: TableSchema, target: pa.Schema, rows: list[tuple]) -> tuple[pa.RecordBatch, np.ndarray]:
+    """All rows as one Arrow batch (the time column scaled from database precision to ms), and
+    their raw timestamps (database precision) for the deduplicator."""
+    columns = list(zip(*rows)) if rows else [() for _ in target]
+    raw = np.asarray(columns[1], dtype=np.int64)
     scale = TS_SCALE[schema.precision]
-    times = columns[1] if scale == 1 else [t // scale for t in columns[1]]
-    arrays = [pa.array(columns[0], pa.string()), pa.array(times, pa.int64()).cast(pa.timestamp("ms"))]
+    times = pa.array(raw if scale == 1 else raw // scale).cast(pa.timestamp("ms"))
+    arrays = [pa.array(columns[0], pa.string()), times]
     arrays += [pa.array(values, field.type) for values, field in zip(columns[2:], list(target)[2:])]
-    batch = pa.RecordBatch.from_arrays(arrays, schema=target)
+    return pa.RecordBatch.from_arrays(arrays, schema=target), raw
+
+
+def subtables(batch: pa.RecordBatch) -> tuple[list[str], np.ndarray]:
+    """The batch's subtable names dictionary-encoded: (distinct names, code per row)."""
+    encoded = batch.column(0).dictionary_encode()
+    return encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def ipc(batch: pa.RecordBatch, indexes: list[int] | None = None) -> bytes:
+    """Arrow IPC stream of the chosen rows (all of them by default), in the given order."""
+    if indexes is not None and len(indexes) != batch.num_rows:
+        batch = batch.take(pa.array(indexes, pa.int64()))
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, target) as writer:
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
         writer.write_batch(batch)
     return sink.getvalue().to_pybytes()
+
+
+def encode(schema: TableSchema, target: pa.Schema, rows: list[tuple], indexes: list[int]) -> bytes:
+    """Arrow IPC stream of the chosen rows."""
+    return ipc(to_batch(schema, target, rows)[0], indexes)

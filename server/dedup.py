@@ -61,10 +61,10 @@ class Deduplicator:
     def remembered(self) -> int:
         return len(self._keys)
 
-    def _subtable_ids(self, tbnames: list[str]) -> np.ndarray:
+    def _subtable_ids(self, names: list[str]) -> np.ndarray:
+        """The ids of distinct subtable names (new names get the next ids)."""
         ids = self._ids
-        out = np.fromiter((ids.setdefault(name, len(ids)) for name in tbnames), dtype=np.int64,
-                          count=len(tbnames))
+        out = np.array([ids.setdefault(name, len(ids)) for name in names], dtype=np.int64)
         if len(ids) > MAX_SUBTABLES:
             raise ValueError(f"more than {MAX_SUBTABLES} subtables")
         if len(ids) > len(self._high):
@@ -76,11 +76,19 @@ class Deduplicator:
         return (ids << _TS_BITS) | (ts & ((1 << _TS_BITS) - 1))
 
     def filter(self, tbnames: list[str], timestamps: list[int]) -> Verdict:
-        count = len(tbnames)
+        """Rows as parallel lists of subtable names and raw timestamps."""
+        names: dict[str, int] = {}
+        codes = np.fromiter((names.setdefault(name, len(names)) for name in tbnames), dtype=np.int64,
+                            count=len(tbnames))
+        return self.filter_coded(list(names), codes, np.asarray(timestamps, dtype=np.int64))
+
+    def filter_coded(self, names: list[str], codes: np.ndarray, ts: np.ndarray) -> Verdict:
+        """The same with the names dictionary-encoded (row i is subtable `names[codes[i]]`), as Arrow
+        hands them over: the per-row work stays in numpy."""
+        count = len(codes)
         if count == 0:
             return Verdict([], [], 0, 0)
-        ids = self._subtable_ids(tbnames)
-        ts = np.asarray(timestamps, dtype=np.int64)
+        ids = self._subtable_ids(names)[codes]
         keys = self._key(ids, ts)
 
         # first occurrence of each key within the batch

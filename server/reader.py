@@ -17,6 +17,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from common import logs
 from common.backoff import Backoff
 from common.logs import event
@@ -242,7 +244,8 @@ class Reader:
     def deliver(self, rows: list[tuple]) -> int:
         if not rows:
             return 0
-        verdict = self.dedup.filter([r[0] for r in rows], [r[1] for r in rows])
+        batch, raw_ts = batches.to_batch(self.schema, self.target, rows)
+        verdict = self.dedup.filter_coded(*batches.subtables(batch), raw_ts)
         self.status["duplicates_dropped"] = self.dedup.duplicates
         self.status["late_rows_dropped"] = self.dedup.late + self.missed_late
         if verdict.late:
@@ -251,15 +254,15 @@ class Reader:
         if not verdict.keep:
             return 0
         scale = TS_SCALE[self.schema.precision]
-        newest_ms = max(rows[i][1] for i in verdict.keep) // scale
+        kept_ts = raw_ts[verdict.keep]
+        newest_ms = int(kept_ts.max()) // scale
         if not self.subscribing:
             chunk = int(self.settings.backfill_chunk_s * 1000) * scale
             per_chunk = self.delivered_per_chunk
-            for i in verdict.keep:
-                cid = rows[i][1] // chunk
-                per_chunk[cid] = per_chunk.get(cid, 0) + 1
-        rows_ipc = batches.encode(self.schema, self.target, rows, verdict.keep)
-        latest_ipc = batches.encode(self.schema, self.target, rows, verdict.latest) if verdict.latest else None
+            for cid, delivered in zip(*np.unique(kept_ts // chunk, return_counts=True)):
+                per_chunk[int(cid)] = per_chunk.get(int(cid), 0) + int(delivered)
+        rows_ipc = batches.ipc(batch, verdict.keep)
+        latest_ipc = batches.ipc(batch, verdict.latest) if verdict.latest else None
         self.send(("rows", rows_ipc, latest_ipc, len(verdict.keep), newest_ms))
         return len(verdict.keep)
 

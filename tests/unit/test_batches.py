@@ -27,3 +27,15 @@ def test_only_the_chosen_rows_are_encoded():
     table = perspective.Server().new_local_client().table(schema.perspective_schema())
     table.update(batches.encode(schema, batches.arrow_schema(schema), rows, [1, 3]))
     assert table.view().to_columns()["tbname"] == ["d1", "d3"]
+
+
+def test_a_batch_keeps_raw_timestamps_for_deduplication_and_encodes_rows_in_the_order_asked():
+    schema = from_describe("db", "t", "ts", "us", ROWS_DESCRIBE)
+    rows = [(f"d{i}", 1_795_800_000_000_000 + i * 1500, i, True, i, "s") for i in range(4)]
+    batch, raw = batches.to_batch(schema, batches.arrow_schema(schema), rows)
+    assert raw.tolist() == [r[1] for r in rows]  # database precision, not scaled
+    assert batches.subtables(batch)[0] == ["d0", "d1", "d2", "d3"]
+    table = perspective.Server().new_local_client().table(schema.perspective_schema())
+    table.update(batches.ipc(batch, [3, 0]))
+    columns = table.view().to_columns()
+    assert columns["tbname"] == ["d3", "d0"] and columns["ts"] == [1_795_800_000_004, 1_795_800_000_000]
