@@ -73,16 +73,30 @@ def real_tdengine():
         container.stop()
 
 
-@pytest.fixture
-def real_database(real_tdengine):
-    """A database name of its own for one test on the real TDengine, dropped afterwards."""
-    import taosws
+@pytest.fixture(params=["real", "fake"])
+def tdengine_server(request, tmp_path, monkeypatch):
+    """Integration tests run against a real TDengine, and also against the fake taosws, as the
+    contract tests do: the [fake] variants keep the tests' own logic exercised where no TDengine
+    exists; only the [real] ones prove anything about TDengine."""
+    if request.param == "real":
+        return request.getfixturevalue("real_tdengine")
+    from tests.fakes import taosws
+    from tests.tdengine import DatabaseServer
 
+    state = str(tmp_path / "fake-tdengine.sqlite")
+    monkeypatch.setenv("TAOSWS_FAKE_STATE", state)
+    return DatabaseServer("ws://localhost:6041", "root", "taosdata", "fake", fake=taosws,
+                          fake_env={"TAOSWS_FAKE_STATE": state, "PYTHONPATH": os.pathsep.join([str(FAKES), str(ROOT)])})
+
+
+@pytest.fixture
+def test_database(tdengine_server):
+    """A database name of its own for one test, dropped afterwards."""
     from tests.tdengine import unique_database
 
     name = unique_database()
     yield name
-    conn = taosws.connect(real_tdengine.settings(name).dsn(with_database=False))
+    conn = tdengine_server.taosws().connect(tdengine_server.settings(name).dsn(with_database=False))
     try:
         # a database with topics on it cannot be dropped; SHOW TOPICS rows start (topic, database)
         for topic, database, *_ in list(conn.query("SHOW TOPICS")):

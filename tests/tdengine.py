@@ -4,6 +4,7 @@ TDengine at the pinned tag, else a skip that says exactly why (a failure with TD
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 import urllib.request
@@ -11,6 +12,7 @@ import uuid
 from base64 import b64encode
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import pytest
 
@@ -21,21 +23,30 @@ PINNED_IMAGE = "tdengine/tdengine:3.3.6.13"
 
 
 @dataclass(frozen=True)
-class RealTDengine:
+class DatabaseServer:
+    """The TDengine a test talks to: a real one, or the fake taosws standing in for it."""
+
     url: str
     user: str
     password: str
-    source: str  # "TDENGINE_URL" or "testcontainers <image>"
+    source: str  # "TDENGINE_URL", "testcontainers <image>" or "fake"
     # the container's log, for failure reports; None for a server named by TDENGINE_URL
     logs: Callable[[], str] | None = field(default=None, compare=False)
+    # the fake: its module for this process, and what a service process needs to load it too
+    fake: ModuleType | None = field(default=None, compare=False)
+    fake_env: dict[str, str] = field(default_factory=dict, compare=False)
 
     def settings(self, database: str) -> TDengineSettings:
         return TDengineSettings(url=self.url, user=self.user, password=self.password, database=database)
 
+    def taosws(self) -> ModuleType:
+        """The client module for this server, in this process."""
+        return self.fake or importlib.import_module("taosws")
+
     def env(self, database: str) -> dict[str, str]:
-        """The TDENGINE_* settings a service process needs to use this server."""
+        """The settings a service process needs to use this server."""
         return {"TDENGINE_URL": self.url, "TDENGINE_USER": self.user,
-                "TDENGINE_PASSWORD": self.password, "TDENGINE_DATABASE": database}
+                "TDENGINE_PASSWORD": self.password, "TDENGINE_DATABASE": database, **self.fake_env}
 
 
 def unavailable(reason: str):
@@ -45,16 +56,16 @@ def unavailable(reason: str):
     pytest.skip(f"no real TDengine: {reason}")
 
 
-def from_env() -> RealTDengine | None:
+def from_env() -> DatabaseServer | None:
     if not os.environ.get("TDENGINE_URL"):
         return None
     settings = TDengineSettings.from_env(Env(os.environ))
-    return RealTDengine(settings.url, settings.user, settings.password, "TDENGINE_URL")
+    return DatabaseServer(settings.url, settings.user, settings.password, "TDENGINE_URL")
 
 
 def start_container(network=None, alias: str | None = None):
     """Start the pinned TDengine image (on `network` as `alias`, if given); returns
-    (container, RealTDengine) or skips with why (fails with TDENGINE_REQUIRED=1)."""
+    (container, DatabaseServer) or skips with why (fails with TDENGINE_REQUIRED=1)."""
     from tests import docker_engine
 
     image = os.environ.get("TDENGINE_IMAGE", PINNED_IMAGE)
@@ -71,14 +82,14 @@ def start_container(network=None, alias: str | None = None):
     return container, reach(container)
 
 
-def reach(container, timeout_s: float = 180) -> RealTDengine:
+def reach(container, timeout_s: float = 180) -> DatabaseServer:
     """The TDengine in `container`, once an SQL round trip works. Call it again after a restart:
     the host port mapped to 6041 can change, the address on the test network does not."""
     image = container.image
     host = container.get_container_host_ip()
     port = int(container.get_exposed_port(6041))
     wait_for_sql(f"http://{host}:{port}/rest/sql", "root", "taosdata", timeout_s=timeout_s)
-    return RealTDengine(f"ws://{host}:{port}", "root", "taosdata", f"testcontainers {image}",
+    return DatabaseServer(f"ws://{host}:{port}", "root", "taosdata", f"testcontainers {image}",
                         logs=lambda: container.get_wrapped_container().logs(tail=2000).decode(errors="replace"))
 
 

@@ -43,7 +43,7 @@ def pytest_runtest_makereport(item, call):
     report = yield
     if report.failed:
         sources = dict(item.stash.get(LOGS, {}))
-        found = item.funcargs.get("real_tdengine") if hasattr(item, "funcargs") else None
+        found = item.funcargs.get("tdengine_server") if hasattr(item, "funcargs") else None
         if found is not None and found.logs is not None:
             sources.setdefault("tdengine", found.logs)
         for name, read in sources.items():
@@ -56,12 +56,12 @@ def pytest_runtest_makereport(item, call):
 
 
 @pytest.fixture
-def service_env(real_tdengine, real_database, tmp_path) -> dict[str, str]:
-    """Environment for `python -m producer` / `python -m server` on the real TDengine: this test's
-    database, and none of the caller's own service settings (nor the fake's)."""
+def service_env(tdengine_server, test_database, tmp_path) -> dict[str, str]:
+    """Environment for `python -m producer` / `python -m server` on the test's TDengine: its
+    database, and none of the caller's own service settings (nor a fake it did not ask for)."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("TDENGINE_", "PRODUCER_", "SERVER_", "TAOSWS_FAKE"))}
-    env.update(real_tdengine.env(real_database))
+    env.update(tdengine_server.env(test_database))
     env["PRODUCER_HEARTBEAT_FILE"] = str(tmp_path / "heartbeat")
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -12,30 +12,26 @@ import numpy as np
 import pytest
 
 from tests.server_process import perspective_client, table_columns
-from tests.tdengine import RealTDengine
+from tests.tdengine import DatabaseServer
 
 
-def query(tdengine: RealTDengine, database: str, sql: str) -> list[tuple]:
-    import taosws
-
-    conn = taosws.connect(tdengine.settings(database).dsn(with_database=False))
+def query(tdengine: DatabaseServer, database: str, sql: str) -> list[tuple]:
+    conn = tdengine.taosws().connect(tdengine.settings(database).dsn(with_database=False))
     try:
         return list(conn.query(sql))
     finally:
         conn.close()
 
 
-def execute(tdengine: RealTDengine, database: str, sql: str) -> None:
-    import taosws
-
-    conn = taosws.connect(tdengine.settings(database).dsn(with_database=False))
+def execute(tdengine: DatabaseServer, database: str, sql: str) -> None:
+    conn = tdengine.taosws().connect(tdengine.settings(database).dsn(with_database=False))
     try:
         conn.execute(sql)
     finally:
         conn.close()
 
 
-def database_keys(tdengine: RealTDengine, database: str) -> set[tuple[str, int]]:
+def database_keys(tdengine: DatabaseServer, database: str) -> set[tuple[str, int]]:
     # CAST(ts AS BIGINT) arrives as an int of epoch ms (tdengine-checked.md, Queries)
     return {(r[0], r[1]) for r in query(tdengine, database,
                                         f"SELECT tbname, CAST(ts AS BIGINT) FROM {database}.meters")}
@@ -54,7 +50,7 @@ def epoch_ms(value) -> int:
     raise AssertionError(f"LAST_ROW(ts) came back as {type(value).__name__}: {value!r}")
 
 
-def database_latest(tdengine: RealTDengine, database: str) -> dict[str, tuple]:
+def database_latest(tdengine: DatabaseServer, database: str) -> dict[str, tuple]:
     """LAST_ROW per meter: {tbname: (ts_ms, current, voltage, phase)}."""
     rows = query(tdengine, database,
                  f"SELECT tbname, LAST_ROW(ts), LAST_ROW(current), LAST_ROW(voltage), LAST_ROW(phase) "
@@ -78,7 +74,7 @@ def hosted(websocket_url: str) -> tuple[list[tuple[str, int]], dict[str, tuple]]
     return keys, newest
 
 
-def differences(websocket_url: str, tdengine: RealTDengine, database: str,
+def differences(websocket_url: str, tdengine: DatabaseServer, database: str,
                 never_delivered: frozenset = frozenset()) -> list[str]:
     """Why the hosted tables differ from the database (empty when they agree). `never_delivered`:
     database rows the server must not host (written later than its lateness bound)."""
@@ -102,7 +98,7 @@ def differences(websocket_url: str, tdengine: RealTDengine, database: str,
     return problems
 
 
-def assert_hosted_equals_database(websocket_url: str, tdengine: RealTDengine, database: str,
+def assert_hosted_equals_database(websocket_url: str, tdengine: DatabaseServer, database: str,
                                   never_delivered: frozenset = frozenset(), timeout_s: float = 60) -> None:
     """Once writes have stopped: the server catches up within `timeout_s`, then must agree exactly."""
     deadline = time.monotonic() + timeout_s

@@ -20,7 +20,7 @@ from tests.server_process import ServerProcess
 pytestmark = pytest.mark.timeout(900)
 
 
-def test_server_restarted_mid_stream_resumes_and_refills(service_env, real_tdengine, real_database,
+def test_server_restarted_mid_stream_resumes_and_refills(service_env, tdengine_server, test_database,
                                                           tmp_path, logs):
     producer = logs.process("producer", ProducerProcess(service_env, tmp_path, **FLEET))
     producer.wait_for("backfill done", timeout_s=60)
@@ -35,11 +35,11 @@ def test_server_restarted_mid_stream_resumes_and_refills(service_env, real_tdeng
     second.wait_health(lambda h: h["phase"] == "live", timeout_s=60)
     time.sleep(3)
     assert producer.stop()[0] == 0
-    assert_hosted_equals_database(second.websocket_url, real_tdengine, real_database)
+    assert_hosted_equals_database(second.websocket_url, tdengine_server, test_database)
     assert second.stop()[0] == 0
 
 
-def test_two_servers_at_once_each_hold_the_full_table(service_env, real_tdengine, real_database, tmp_path, logs):
+def test_two_servers_at_once_each_hold_the_full_table(service_env, tdengine_server, test_database, tmp_path, logs):
     producer = logs.process("producer", ProducerProcess(service_env, tmp_path, **FLEET))
     producer.wait_for("backfill done", timeout_s=60)
     servers = [logs.process(f"server {n}", ServerProcess(service_env, tmp_path, **SERVER)) for n in (1, 2)]
@@ -48,7 +48,7 @@ def test_two_servers_at_once_each_hold_the_full_table(service_env, real_tdengine
     time.sleep(3)
     assert producer.stop()[0] == 0
     for server in servers:  # each its own consumer group: neither takes rows from the other
-        assert_hosted_equals_database(server.websocket_url, real_tdengine, real_database)
+        assert_hosted_equals_database(server.websocket_url, tdengine_server, test_database)
     topics = {server.healthz()[1]["topic"] for server in servers}
     assert len(topics) == 1  # one topic for the schema, two groups on it
     for server in servers:

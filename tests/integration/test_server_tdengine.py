@@ -23,7 +23,7 @@ LATENESS = {"subscribe": dict(SERVER_MAX_LATENESS=f"{LATENESS_S}s"),
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_every_row_exactly_once_and_latest_is_last_row(mode, service_env, real_tdengine, real_database,
+def test_every_row_exactly_once_and_latest_is_last_row(mode, service_env, tdengine_server, test_database,
                                                        tmp_path, logs):
     producer = logs.process("producer", ProducerProcess(service_env, tmp_path, **FLEET))
     producer.wait_for("backfill done", timeout_s=60)
@@ -31,7 +31,7 @@ def test_every_row_exactly_once_and_latest_is_last_row(mode, service_env, real_t
     server.wait_health(lambda h: h["phase"] == "live", timeout_s=60)
     time.sleep(3)  # live rows on top of the backfill
     assert producer.stop()[0] == 0
-    assert_hosted_equals_database(server.websocket_url, real_tdengine, real_database)
+    assert_hosted_equals_database(server.websocket_url, tdengine_server, test_database)
     keys, _ = hosted(server.websocket_url)
     assert len(keys) >= METERS * 30_000 // INTERVAL_MS  # the backfill alone: the check had rows to check
     health = server.healthz()[1]
@@ -40,8 +40,8 @@ def test_every_row_exactly_once_and_latest_is_last_row(mode, service_env, real_t
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_a_late_row_inside_the_bound_is_delivered_one_beyond_is_counted(mode, service_env, real_tdengine,
-                                                                       real_database, tmp_path, logs):
+def test_a_late_row_inside_the_bound_is_delivered_one_beyond_is_counted(mode, service_env, tdengine_server,
+                                                                       test_database, tmp_path, logs):
     producer = logs.process("producer", ProducerProcess(service_env, tmp_path, **FLEET))
     producer.wait_for("backfill done", timeout_s=60)
     server = logs.process("server", ServerProcess(service_env, tmp_path, SERVER_MODE=mode, **SERVER,
@@ -53,11 +53,11 @@ def test_a_late_row_inside_the_bound_is_delivered_one_beyond_is_counted(mode, se
     inside = ("d0", now - LATENESS_S * 1000 // 2 + 7)
     beyond = ("d1", now - LATENESS_S * 3000 + 7)
     for table, ts in (inside, beyond):
-        execute(real_tdengine, real_database, f"INSERT INTO {real_database}.{table} VALUES ({ts}, 1.5, 230, 0.25)")
+        execute(tdengine_server, test_database, f"INSERT INTO {test_database}.{table} VALUES ({ts}, 1.5, 230, 0.25)")
     server.wait_health(lambda h: h["late_rows_dropped"] >= 1, timeout_s=30)
     time.sleep(2)
     assert producer.stop()[0] == 0
-    assert_hosted_equals_database(server.websocket_url, real_tdengine, real_database,
+    assert_hosted_equals_database(server.websocket_url, tdengine_server, test_database,
                                   never_delivered=frozenset({beyond}))
     keys, _ = hosted(server.websocket_url)
     assert inside in keys and beyond not in keys
