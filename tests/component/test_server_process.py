@@ -312,3 +312,81 @@ def test_a_table_it_cannot_host_is_reported_not_crashed_on(start_server, writer)
     body = server.wait_health(lambda h: h["waiting_for"] and "no column 'nope'" in h["waiting_for"])
     assert server.healthz()[0] == 503 and body["reader_restarts"] == 0
     assert "no column 'nope'" in server.output()
+
+
+def _write_ticks(meters: int, writing) -> None:
+    """A producer stand-in in a process of its own: in the test's process, the fake's GIL-holding
+    writes would starve the readers of the load this test needs."""
+    from tests.fakes import taosws
+
+    writer = Writer(taosws)
+    while writing.is_set():
+        ts = now_ms()
+        writer.write([(f"d{m}", ts) for m in range(meters)])
+        time.sleep(0.02)
+
+
+def test_the_server_stays_responsive_while_clients_read_grouped_views_during_updates(fake_env, writer, tmp_path):
+    """The dashboard's load, condensed: clients with grouped views on the (still empty) tables,
+    re-reading them while rows start to stream in. Perspective 4.3.0 deadlocked under it within
+    seconds when it processed updates inside `table.update` (server/__main__.py): this test failed
+    every time then; the server must keep answering and stop on SIGTERM."""
+    import multiprocessing
+
+    meters = 200
+    server = ServerProcess(fake_env, tmp_path, **FAST, SERVER_METERS=meters, SERVER_INTERVAL_MS=100)
+    context = multiprocessing.get_context("spawn")
+    writing = context.Event()
+    writing.set()
+    producer = context.Process(target=_write_ticks, args=(meters, writing), daemon=True)
+    survived = False
+    try:
+        server.wait_health(lambda h: h["phase"] == "live")  # tables hosted, still empty
+
+        async def load() -> tuple[int, int]:
+            reads = 0
+
+            async def reader() -> None:
+                nonlocal reads
+                async with perspective_client(server.websocket_url) as client:
+                    table = await client.open_table("meters")
+                    views = [await table.view(group_by=["tbname"]) for _ in range(3)]
+                    for view in views:
+                        await view.on_update(lambda *args: None, mode="row")
+                    while True:
+                        for view in views:
+                            await view.to_columns()
+                            reads += 1
+                        await asyncio.sleep(0.02)
+
+            readers = [asyncio.ensure_future(reader()) for _ in range(8)]
+            await asyncio.sleep(1)
+            producer.start()  # rows start to flow into tables already watched by grouped views
+            loop, answered = asyncio.get_running_loop(), 0
+            try:
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    try:
+                        status, _ = await loop.run_in_executor(None, server.get, "/livez")
+                    except OSError as error:
+                        pytest.fail(f"the server stopped answering /livez under load ({error}): deadlocked?")
+                    assert status == 200
+                    answered += 1
+                    failed = [task for task in readers if task.done() and task.exception()]
+                    assert not failed, failed[0].exception()
+                    await asyncio.sleep(0.5)
+            finally:
+                for task in readers:
+                    task.cancel()
+            return answered, reads
+
+        answered, reads = asyncio.run(load())
+        assert answered >= 20 and reads >= 1000  # the load was there
+        survived = True
+    finally:
+        writing.clear()
+        if producer.pid is not None:
+            producer.join(10)
+        if not survived:
+            server.proc.kill()  # a deadlocked server ignores SIGTERM
+    assert server.stop()[0] == 0
