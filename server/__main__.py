@@ -25,13 +25,7 @@ async def serve(settings: ServerSettings) -> None:
     from .supervisor import ReaderSupervisor
     from .tables import Tables
 
-    loop = asyncio.get_running_loop()
-    # Let Perspective process updates when the IOLoop polls it, never inside `table.update`.
-    # Processed inside `update`, Perspective 4.3.0 deadlocked (its threads waiting on each other,
-    # the IOLoop frozen: no /livez, no SIGTERM) within seconds under clients reading grouped views
-    # while rows streamed in; deferred to the IOLoop, it did not (component test
-    # test_the_server_stays_responsive_while_clients_read_grouped_views_during_updates).
-    perspective_server = perspective.Server(on_poll_request=lambda poll: loop.call_soon_threadsafe(poll))
+    perspective_server = perspective.Server()
     tables = Tables(perspective_server.new_local_client(), settings)
     health = Health(mode=settings.mode, stale_after_s=settings.stale_after_s)
     supervisor = ReaderSupervisor(settings, tables, health)

@@ -4,20 +4,10 @@ The reader is started with multiprocessing's spawn method (a fresh interpreter: 
 Perspective state inherited), dies with this process (PR_SET_PDEATHSIG, plus a parent-pid check),
 and is restarted if it exits on its own. A new reader has no memory of what was delivered, so the
 tables are emptied first and refilled by its backfill: nothing is duplicated.
-
-Every Perspective call runs on the IOLoop thread, where the clients' requests are handled too:
-one thread, one order of operations. (A hang seen here had this pump thread inside `table.update`
-and the IOLoop inside `handle_request`, each waiting on Perspective's locks; its cause was
-Perspective processing updates inside `update`, see __main__.py, but nothing is gained by letting
-two threads into Perspective.) The pump thread only waits on the pipe, and waits again until the
-IOLoop has applied each message, so a slow IOLoop holds the reader back instead of piling
-messages up in memory.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import logging
 import multiprocessing
 import os
@@ -48,35 +38,9 @@ class ReaderSupervisor:
         self._process = None
         self._thread = threading.Thread(target=self._pump, name="reader-pump", daemon=True)
         self._context = multiprocessing.get_context("spawn")
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
-        """Start pumping; call it on the IOLoop that serves the Perspective clients."""
-        self._loop = asyncio.get_running_loop()
         self._thread.start()
-
-    def _on_loop(self, call: Callable, *args) -> bool:
-        """Run `call(*args)` on the IOLoop and wait until it ran. False if stopping first."""
-        done: concurrent.futures.Future = concurrent.futures.Future()
-
-        def run() -> None:
-            if done.set_running_or_notify_cancel():
-                try:
-                    done.set_result(call(*args))
-                except BaseException as error:  # handed back to the pump thread, which re-raises it
-                    done.set_exception(error)
-
-        try:
-            self._loop.call_soon_threadsafe(run)
-        except RuntimeError:  # the loop is closed: the process is stopping
-            return False
-        while True:
-            try:
-                done.result(timeout=0.5)
-                return True
-            except concurrent.futures.TimeoutError:
-                if self._stopping.is_set() and done.cancel():
-                    return False
 
     def _spawn(self):
         parent, child = self._context.Pipe(duplex=False)
@@ -95,14 +59,12 @@ class ReaderSupervisor:
             if not first:
                 with self.lock:
                     self.health.reader_restarts += 1
-                if not self._on_loop(self.tables.clear):
-                    break
+                self.tables.clear()
             first = False
             conn = self._spawn()
             try:
                 while not self._stopping.is_set():
-                    if not self._on_loop(self._handle, conn.recv()):
-                        break
+                    self._handle(conn.recv())
                     backoff.reset()
             except (EOFError, OSError):
                 pass
