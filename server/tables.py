@@ -23,31 +23,48 @@ class Tables:
         self.latest = None    # `index` on tbname: one row per meter
         self.shape: dict | None = None
         self._lock = threading.Lock()
+        self._refill = False  # the next rows replace the tables' content (a new reader's first)
 
     def ensure(self, shape: dict[str, str]) -> None:
-        """Create both tables on the first schema; they live as long as the process."""
+        """Learn the schema; the tables themselves are hosted with their first rows."""
         with self._lock:
             if self.shape is None:
                 self.shape = dict(shape)
-                self.rows = self.client.table(shape, limit=self.settings.limit, name=self.settings.table)
-                self.latest = self.client.table(shape, index=TBNAME, name=self.settings.latest_table)
-                event(log, logging.INFO, "tables created", table=self.settings.table,
-                      latest_table=self.settings.latest_table, limit=self.settings.limit,
-                      columns=",".join(f"{k}:{v}" for k, v in shape.items()))
             elif shape != self.shape:
                 event(log, logging.ERROR, "schema differs from the hosted tables; keeping them",
                       hosted=self.shape, new=shape)
 
     def apply(self, rows_ipc: bytes, latest_ipc: bytes | None) -> None:
-        self.rows.update(rows_ipc)
-        if latest_ipc is not None:
-            self.latest.update(latest_ipc)
+        if self.rows is None:
+            self._create(rows_ipc, latest_ipc)
+        elif self._refill:
+            # a new reader's first rows replace the old ones: the tables are never left empty
+            self._refill = False
+            self.rows.replace(rows_ipc)
+            if latest_ipc is not None:
+                self.latest.replace(latest_ipc)
+        else:
+            self.rows.update(rows_ipc)
+            if latest_ipc is not None:
+                self.latest.update(latest_ipc)
+
+    def _create(self, rows_ipc: bytes, latest_ipc: bytes | None) -> None:
+        """Host both tables from their first rows, never empty: Perspective 4.3.0 deadlocked when
+        clients' grouped views on empty tables received their first rows (component test
+        test_the_server_stays_responsive_while_clients_read_grouped_views_during_updates). Made
+        from the Arrow data, which carries the schema's types (batches.arrow_schema); `latest`
+        first, so that a client that sees `meters` also finds `meters_latest`."""
+        with self._lock:
+            self.latest = self.client.table(latest_ipc if latest_ipc is not None else self.shape,
+                                            index=TBNAME, name=self.settings.latest_table)
+            self.rows = self.client.table(rows_ipc, limit=self.settings.limit, name=self.settings.table)
+        event(log, logging.INFO, "tables created", table=self.settings.table,
+              latest_table=self.settings.latest_table, limit=self.settings.limit,
+              columns=",".join(f"{k}:{v}" for k, v in (self.shape or {}).items()))
 
     def clear(self) -> None:
-        """Empty both tables (a new reader refills them from the window): views stay valid."""
-        if self.rows is not None:
-            self.rows.clear()
-            self.latest.clear()
+        """A new reader refills the tables from the window: its first rows replace these."""
+        self._refill = self.rows is not None
 
     def size(self) -> int | None:
         return None if self.rows is None else self.rows.size()

@@ -119,7 +119,9 @@ async function hostedTables(client, generation) {
     // The server creates its tables once the database exists: wait for them.
     for (;;) {
         const names = await client.get_hosted_table_names();
-        if (names.length || generation !== state.generation) {
+        // The server hosts its two tables one after the other: wait for both.
+        const partial = names.includes(METERS) !== names.includes(LATEST);
+        if ((names.length && !partial) || generation !== state.generation) {
             return names;
         }
         await sleep(1000);
