@@ -41,6 +41,7 @@ from bench import client  # noqa: E402
 from server import reader as reader_module  # noqa: E402
 from server.schema import from_describe  # noqa: E402
 from server.settings import ServerSettings  # noqa: E402
+from server.engine import Engine  # noqa: E402
 from server.tables import Tables  # noqa: E402
 
 DESCRIBE = [("ts", "TIMESTAMP", 8, ""), ("current", "FLOAT", 4, ""), ("voltage", "INT", 4, ""),
@@ -92,7 +93,7 @@ def ours(count: int) -> float:
     child.close()
     settings = ServerSettings.from_env({"SERVER_INSTANCE": "bench", "SERVER_LIMIT": str(count * 2),
                                         "SERVER_METERS": "1", "SERVER_WINDOW": "1s"})
-    tables = Tables(perspective.Server().new_local_client(), settings)
+    tables = Tables(Engine(), settings)
     started, updating = None, 0.0
     while True:
         message = parent.recv()

@@ -18,18 +18,17 @@ log = logging.getLogger("server")
 
 
 async def serve(settings: ServerSettings) -> None:
-    import perspective
-
     from .app import make_app
+    from .engine import Engine
     from .health import Health
     from .supervisor import ReaderSupervisor
     from .tables import Tables
 
-    perspective_server = perspective.Server()
-    tables = Tables(perspective_server.new_local_client(), settings)
+    engine = Engine()
+    tables = Tables(engine, settings)
     health = Health(mode=settings.mode, stale_after_s=settings.stale_after_s)
     supervisor = ReaderSupervisor(settings, tables, health)
-    app = make_app(perspective_server, health, supervisor, tables)
+    app = make_app(engine, health, supervisor, tables)
     http = app.listen(settings.port)
     event(log, logging.INFO, "serving", port=settings.port, table=settings.table,
           latest_table=settings.latest_table, window_s=settings.window_s, limit=settings.limit,
@@ -43,6 +42,7 @@ async def serve(settings: ServerSettings) -> None:
     event(log, logging.INFO, "stopping")
     http.stop()
     supervisor.stop()
+    engine.stop()
     event(log, logging.INFO, "stopped")
 
 

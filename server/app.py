@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 
+import tornado.ioloop
 import tornado.web
-from perspective.handlers.tornado import PerspectiveTornadoHandler
+import tornado.websocket
 from tornado.log import access_log
-
-log = logging.getLogger("server.websocket")
 
 from common.logs import event
 
 from . import readonly
+from .engine import Engine
 from .health import Health
 from .supervisor import ReaderSupervisor
 from .tables import Tables
+
+log = logging.getLogger("server.websocket")
 
 
 class Clients:
@@ -29,22 +32,44 @@ class Clients:
         self.malformed = 0   # clients closed for sending something that is not a request
 
 
-class PerspectiveSocket(PerspectiveTornadoHandler):
-    """Perspective over a WebSocket, read-only: see server/readonly.py."""
+class PerspectiveSocket(tornado.websocket.WebSocketHandler):
+    """Perspective over a WebSocket, read-only (server/readonly.py). Each client's session lives on
+    the engine thread (server/engine.py): it is opened, fed and closed there, in order."""
 
-    def initialize(self, clients: Clients, **kwargs):
-        super().initialize(**kwargs)
+    def initialize(self, engine: Engine, clients: Clients):
+        self.engine = engine
         self.clients = clients
+        self.session = None  # a Future of the Perspective session, resolved on the engine thread
+
+    def check_origin(self, origin: str) -> bool:
+        return True  # any page or client may read the dashboard's tables, as with Perspective's handler
 
     def open(self):
-        super().open()
+        loop = tornado.ioloop.IOLoop.current()
+
+        def write(message: bytes) -> None:
+            try:
+                self.write_message(message, binary=True)
+            except tornado.websocket.WebSocketClosedError:
+                self.close()
+
+        def send(message: bytes) -> None:  # called on the engine thread; the socket is the IOLoop's
+            try:
+                loop.add_callback(write, message)
+            except RuntimeError:  # the loop is closed: the server is stopping
+                pass
+
+        self.session = self.engine.submit(self.engine.server.new_session, send)
         self.clients.count += 1
 
     def on_close(self):
         self.clients.count -= 1
-        super().on_close()
+        session = self.session
+        self.engine.submit(lambda: session.result().close())  # after this client's queued requests
 
-    def on_message(self, message):
+    async def on_message(self, message):
+        """Tornado reads this client's next frame only once this returns: one request per client
+        in the engine's queue at a time, so a flooding client is held back by TCP, not buffered."""
         if not isinstance(message, bytes):
             return self._reject_client("text frame")
         try:
@@ -57,7 +82,9 @@ class PerspectiveSocket(PerspectiveTornadoHandler):
                   entity=entity_id, client=self.request.remote_ip)
             self.write_message(readonly.refusal(msg_id, entity_id, kind), binary=True)
             return None
-        return super().on_message(message)
+        session = self.session
+        await asyncio.wrap_future(self.engine.submit(lambda: session.result().handle_request(message)))
+        return None
 
     def _reject_client(self, why: str) -> None:
         """Close only this client; the others are unaffected."""
@@ -99,10 +126,10 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
                    1000.0 * handler.request.request_time())
 
 
-def make_app(perspective_server, health: Health, supervisor: ReaderSupervisor, tables: Tables) -> tornado.web.Application:
+def make_app(engine: Engine, health: Health, supervisor: ReaderSupervisor, tables: Tables) -> tornado.web.Application:
     clients = Clients()
     return tornado.web.Application([
-        (r"/websocket", PerspectiveSocket, {"perspective_server": perspective_server, "clients": clients}),
+        (r"/websocket", PerspectiveSocket, {"engine": engine, "clients": clients}),
         (r"/livez", Livez),
         (r"/healthz", Healthz, {"health": health, "supervisor": supervisor, "tables": tables, "clients": clients}),
     ], websocket_max_message_size=64 * 1024 * 1024, log_function=log_request)

@@ -2,8 +2,9 @@
 
 The reader is started with multiprocessing's spawn method (a fresh interpreter: no threads or
 Perspective state inherited), dies with this process (PR_SET_PDEATHSIG, plus a parent-pid check),
-and is restarted if it exits on its own. A new reader has no memory of what was delivered, so the
-tables are emptied first and refilled by its backfill: nothing is duplicated.
+and is restarted if it exits on its own. A new reader has no memory of what was delivered, so its
+first rows (its backfill) replace the tables' content: nothing is duplicated. The pump thread
+waits for each batch to be hosted (tables.apply runs it on the engine thread, engine.py).
 """
 
 from __future__ import annotations

@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 
-import perspective
-
 from common.logs import event
 
+from .engine import Engine
 from .schema import TBNAME
 from .settings import ServerSettings
 
@@ -16,14 +15,16 @@ log = logging.getLogger("server.tables")
 
 
 class Tables:
-    def __init__(self, client: perspective.Client, settings: ServerSettings):
-        self.client = client
+    def __init__(self, engine: Engine, settings: ServerSettings):
+        self.engine = engine
+        self.client = engine.client
         self.settings = settings
         self.rows = None      # `limit`: the window's raw rows, oldest evicted first
         self.latest = None    # `index` on tbname: one row per meter
         self.shape: dict | None = None
         self._lock = threading.Lock()
         self._refill = False  # the next rows replace the tables' content (a new reader's first)
+        self._size: int | None = None  # rows hosted, as of the last batch: read without Perspective
 
     def ensure(self, shape: dict[str, str]) -> None:
         """Learn the schema; the tables themselves are hosted with their first rows."""
@@ -35,6 +36,10 @@ class Tables:
                       hosted=self.shape, new=shape)
 
     def apply(self, rows_ipc: bytes, latest_ipc: bytes | None) -> None:
+        """Host a batch; returns once Perspective has it (on the engine thread, see engine.py)."""
+        self.engine.call(self._apply, rows_ipc, latest_ipc)
+
+    def _apply(self, rows_ipc: bytes, latest_ipc: bytes | None) -> None:
         if self.rows is None:
             self._create(rows_ipc, latest_ipc)
         elif self._refill:
@@ -47,6 +52,7 @@ class Tables:
             self.rows.update(rows_ipc)
             if latest_ipc is not None:
                 self.latest.update(latest_ipc)
+        self._size = self.rows.size()
 
     def _create(self, rows_ipc: bytes, latest_ipc: bytes | None) -> None:
         """Host both tables from their first rows, never empty: Perspective 4.3.0 deadlocked when
@@ -67,4 +73,5 @@ class Tables:
         self._refill = self.rows is not None
 
     def size(self) -> int | None:
-        return None if self.rows is None else self.rows.size()
+        """Rows in the window table after the last batch; None before it exists."""
+        return self._size

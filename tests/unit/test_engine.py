@@ -1,0 +1,84 @@
+"""server/engine.py: every call into Perspective runs on one thread, in submission order."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from server import batches
+from server.engine import Engine
+from server.schema import from_describe
+from server.settings import ServerSettings
+from server.tables import Tables
+from tests.unit.test_batches import ROWS_DESCRIBE
+
+
+def test_calls_run_on_one_thread_of_their_own_in_submission_order():
+    engine = Engine()
+    seen: list[tuple[int, str]] = []
+    futures = [engine.submit(lambda i=i: seen.append((i, threading.current_thread().name)))
+               for i in range(50)]
+    for future in futures:
+        future.result(timeout=5)
+    assert [i for i, _ in seen] == list(range(50))
+    assert {name for _, name in seen} == {"perspective"}
+    assert threading.current_thread().name != "perspective"
+    engine.stop()
+
+
+def test_an_error_reaches_the_caller_and_the_engine_goes_on():
+    engine = Engine()
+
+    def fail():
+        raise ValueError("bad batch")
+
+    with pytest.raises(ValueError, match="bad batch"):
+        engine.call(fail)
+    assert engine.call(lambda: 42) == 42
+    engine.stop()
+
+
+def test_a_call_made_on_the_engine_thread_runs_at_once_instead_of_waiting_on_itself():
+    engine = Engine()
+    assert engine.submit(lambda: engine.call(lambda: "inner")).result(timeout=5) == "inner"
+    engine.stop()
+
+
+def test_stop_lets_queued_calls_finish_then_ends_the_thread():
+    engine = Engine()
+    gate = threading.Event()
+    engine.submit(gate.wait, 5)
+    last = engine.submit(lambda: "done")
+    engine.stop()
+    gate.set()
+    assert last.result(timeout=5) == "done"
+    engine._thread.join(5)
+    assert not engine._thread.is_alive()
+
+
+def test_tables_update_perspective_on_the_engine_thread_only():
+    class Recording(Engine):
+        def __init__(self):
+            self.callers: list[str] = []
+            super().__init__()
+
+        def submit(self, call, *args):
+            self.callers.append(threading.current_thread().name)
+            return super().submit(call, *args)
+
+    engine = Recording()
+    settings = ServerSettings.from_env({"SERVER_INSTANCE": "unit", "SERVER_METERS": "10"})
+    tables = Tables(engine, settings)
+    schema = from_describe("db", "t", "ts", "ms", ROWS_DESCRIBE)
+    rows = [(f"d{i}", 1000 + i, i, True, i, "s") for i in range(10)]
+    rows_ipc = latest_ipc = batches.encode(schema, batches.arrow_schema(schema), rows, list(range(10)))
+    tables.ensure(schema.perspective_schema())
+    before = len(engine.callers)
+    worker = threading.Thread(target=tables.apply, args=(rows_ipc, latest_ipc), name="pump")
+    worker.start()
+    worker.join(10)
+    assert engine.callers[before:] == ["pump"]  # handed over, not run on the caller's thread
+    assert tables.size() == 10  # known without another call into Perspective
+    assert engine.call(lambda: tables.latest.size()) == 10
+    engine.stop()
