@@ -86,6 +86,11 @@ class PerspectiveSocket(tornado.websocket.WebSocketHandler):
         await asyncio.wrap_future(self.engine.submit(lambda: session.result().handle_request(message)))
         return None
 
+    def log_exception(self, typ, value, tb) -> None:
+        if typ is asyncio.CancelledError:
+            return  # a request cut short by the server stopping: nothing went wrong
+        super().log_exception(typ, value, tb)
+
     def _reject_client(self, why: str) -> None:
         """Close only this client; the others are unaffected."""
         self.clients.malformed += 1

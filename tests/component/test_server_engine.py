@@ -54,3 +54,23 @@ def test_a_flooding_client_has_one_request_queued_at_a_time_and_every_request_is
     engine.stop()
     assert queued <= 2, f"{queued} calls queued behind the busy engine: the client was not held back"
     assert answers == count
+
+
+def test_stopping_with_client_requests_still_queued_is_clean(fake_env, tmp_path):
+    """SIGTERM while a client's requests wait for the engine: exit 0, and no error logged for the
+    requests the stop cut short."""
+    from tests.server_process import ServerProcess
+
+    server = ServerProcess(fake_env, tmp_path, SERVER_WINDOW="1m")
+    frame = client_frames(lambda client, table: client.get_hosted_table_names())[0]
+
+    async def flood() -> None:
+        socket = await tornado.websocket.websocket_connect(f"{server.websocket_url}")
+        for _ in range(2000):
+            await socket.write_message(frame, binary=True)
+        code, _ = await asyncio.get_running_loop().run_in_executor(None, server.stop)
+        assert code == 0, server.output()
+        socket.close()
+
+    asyncio.run(flood())
+    assert "level=error" not in server.output(), server.output()
