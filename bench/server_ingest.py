@@ -39,9 +39,9 @@ import pyarrow as pa  # noqa: E402
 
 from bench import client  # noqa: E402
 from server import reader as reader_module  # noqa: E402
+from server.engine import Engine  # noqa: E402
 from server.schema import from_describe  # noqa: E402
 from server.settings import ServerSettings  # noqa: E402
-from server.engine import Engine  # noqa: E402
 from server.tables import Tables  # noqa: E402
 
 DESCRIBE = [("ts", "TIMESTAMP", 8, ""), ("current", "FLOAT", 4, ""), ("voltage", "INT", 4, ""),

@@ -5,10 +5,10 @@ from the reader's pump thread, racing a client's request handled on the IOLoop, 
 with glibc's "double free or corruption" (SIGABRT) while clients re-read grouped views during
 updates (component test
 test_the_server_stays_responsive_while_clients_read_grouped_views_during_updates: 4 runs in 12
-with two busy processes beside it; none in 12 since). So the tables' updates and every client request, session opening and closing
-included, are queued to one thread. The IOLoop stays free for WebSocket I/O and the health probes,
-and the pump thread waits for each update, so a busy engine holds the reader back instead of piling
-batches up in memory.
+with two busy processes beside it; none in 12 since). So the tables' updates and every client
+request, session opening and closing included, are queued to one thread. The IOLoop stays free for
+WebSocket I/O and the health probes, and the pump thread waits for each update, so a busy engine
+holds the reader back instead of piling batches up in memory.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from server.health import Health
 from server.settings import ServerSettings
 from server.supervisor import ReaderSupervisor
 from server.tables import Tables
-from tests.server_process import free_port
+from tests.server_process import ServerProcess, free_port
 from tests.unit.test_readonly import client_frames
 
 
@@ -59,13 +59,11 @@ def test_a_flooding_client_has_one_request_queued_at_a_time_and_every_request_is
 def test_stopping_with_client_requests_still_queued_is_clean(fake_env, tmp_path):
     """SIGTERM while a client's requests wait for the engine: exit 0, and no error logged for the
     requests the stop cut short."""
-    from tests.server_process import ServerProcess
-
     server = ServerProcess(fake_env, tmp_path, SERVER_WINDOW="1m")
     frame = client_frames(lambda client, table: client.get_hosted_table_names())[0]
 
     async def flood() -> None:
-        socket = await tornado.websocket.websocket_connect(f"{server.websocket_url}")
+        socket = await tornado.websocket.websocket_connect(server.websocket_url)
         for _ in range(2000):
             await socket.write_message(frame, binary=True)
         code, _ = await asyncio.get_running_loop().run_in_executor(None, server.stop)
