@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import taosws
 
-from common.tdengine import TDengineSettings, error_code, is_connection_lost
+from common.tdengine import TDengineSettings, is_connection_lost
 
+from .errors import OUTAGE, REJECTED, Diagnosis, diagnose
 from .simulator import Fleet, Readings
 from .statements import STABLE, TextInserts, per_meter_columns
 
@@ -29,16 +30,27 @@ CREATE_STABLE = (
 )
 NEWEST_ROW = "SELECT CAST(ts AS BIGINT) AS ts_ms FROM {db}.meters ORDER BY ts DESC LIMIT 1"
 STMT2_INSERT = f"INSERT INTO ? USING {STABLE} TAGS (?, ?) VALUES (?, ?, ?, ?)"
-OUT_OF_RANGE = 0x060B
+NOT_CONNECTED = Diagnosis(OUTAGE, None, "not connected")
+WRITE = "write"  # the step of a failed write (Unavailable.during); connect steps name themselves
 
 
 class Unavailable(Exception):
     """The database cannot take requests now: connection lost, refused, or a failed request.
-    The caller reconnects with backoff and retries the same rows."""
+    The caller reconnects with backoff and retries the same rows. `diagnosis` says whether
+    waiting heals it or an operator must change something (errors.py); `during` is the step."""
+
+    def __init__(self, message: str, diagnosis: Diagnosis, during: str):
+        super().__init__(message)
+        self.diagnosis = diagnosis
+        self.during = during
 
 
 class Rejected(Exception):
     """The database refused these rows for good (e.g. older than KEEP): retrying cannot help."""
+
+    def __init__(self, message: str, diagnosis: Diagnosis):
+        super().__init__(message)
+        self.diagnosis = diagnosis
 
 
 class Database:
@@ -59,26 +71,32 @@ class Database:
         """Create the database and supertable if missing, then open the write connection."""
         self.close()
         db = self._settings.database
+        step = "connect"
         try:
             admin = taosws.connect(self._settings.dsn(with_database=False))
             try:
+                step = f"create database {db}"
                 admin.execute(CREATE_DATABASE.format(db=db, keep=self._keep_days))
+                step = f"create supertable {db}.{STABLE}"
                 admin.execute(CREATE_STABLE.format(db=db))
             finally:
                 admin.close()
+            step = f"connect to database {db}"
             self._conn = taosws.connect(self._settings.dsn(with_database=True))
+            step = "prepare the insert statement"
             self._stmt = self._conn.stmt2_statement()
             self._stmt.prepare(STMT2_INSERT)  # prepared once, bound for every backfill request
         except (taosws.Error, taosws.InterfaceError) as error:
             self.close()
-            raise Unavailable(str(error)) from error
+            raise Unavailable(str(error), diagnose(error), step) from error
         if self._tags is None:
             self._tags = [[taosws.int_to_tag(group), taosws.varchar_to_tag(location)]
                           for group, location in zip(self._fleet.groupids.tolist(), self._fleet.locations)]
 
     def newest_timestamp(self) -> int | None:
         """Epoch ms of the newest stored reading, None for an empty table."""
-        rows = self._call(lambda: list(self._conn.query(NEWEST_ROW.format(db=self._settings.database))))
+        rows = self._call(lambda: list(self._conn.query(NEWEST_ROW.format(db=self._settings.database))),
+                          during="read the newest stored row")
         return rows[0][0] if rows else None
 
     def write_text(self, readings: Readings) -> int:
@@ -105,19 +123,21 @@ class Database:
         self._call(run)
         return readings.rows
 
-    def _call(self, request):
+    def _call(self, request, during: str = WRITE):
         if self._conn is None:
-            raise Unavailable("not connected")
+            raise Unavailable("not connected", NOT_CONNECTED, during)
         try:
             return request()
         except (taosws.Error, taosws.InterfaceError) as error:
-            if error_code(error) == OUT_OF_RANGE:
-                raise Rejected(str(error)) from error
+            diagnosis = diagnose(error)
+            if diagnosis.kind == REJECTED:
+                raise Rejected(str(error), diagnosis) from error
             # Lost connections, and any other failed request: start over on a fresh connection
             # (a stmt2 statement in an unknown state is not worth keeping).
             lost = is_connection_lost(error, taosws)
             self.close()
-            raise Unavailable(("connection lost: " if lost else "request failed: ") + str(error)) from error
+            raise Unavailable(("connection lost: " if lost else "request failed: ") + str(error),
+                              diagnosis, during) from error
 
     def close(self) -> None:
         conn, self._conn, self._stmt = self._conn, None, None

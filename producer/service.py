@@ -4,11 +4,18 @@ Rows owed to the database are not held in memory: readings are a pure function o
 timestamp), so the loop only remembers the first tick not yet written and simulates it again
 after an outage. `buffer_rows` bounds how far behind it may fall; older ticks are skipped,
 counted and logged.
+
+Errors are told apart by errors.py: an outage is retried with a WARNING per attempt, as always;
+an error that needs an operator (e.g. [0x03BA] Vnodes exhausted when creating the database) is
+retried too, since an operator may fix it, but is logged once at ERROR with what it means and
+what to change, then reminded at WARNING every REMIND_EVERY_S and shown in the progress line and
+the healthcheck (status file next to the heartbeat) until a request of that step succeeds.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +24,9 @@ from dataclasses import dataclass, field
 from common.backoff import Backoff
 from common.logs import event
 
-from .database import Database, Rejected, Unavailable
+from . import healthcheck
+from .database import WRITE, Database, Rejected, Unavailable
+from .errors import Diagnosis
 from .settings import ProducerSettings
 from .simulator import make_fleet, simulate
 from .ticker import Ticker, first_tick
@@ -28,6 +37,21 @@ log = logging.getLogger("producer")
 # ~830-880 k rows/s at 100 rows x 100 subtables); 100 k rows keeps one request a few MB.
 MAX_ROWS_PER_WRITE = 100_000
 RETRY_INITIAL_S = 0.5
+REMIND_EVERY_S = 60.0   # a problem that needs an operator: one ERROR, then a WARNING this often
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A failure as the status file and the logs tell it."""
+    diagnosis: Diagnosis
+    error: str
+    during: str      # the step that failed, e.g. "create database power", or "write"
+    since_ms: int
+
+    def to_status(self) -> dict:
+        d = self.diagnosis
+        return {"kind": d.kind, "code": d.code_text, "error": self.error, "meaning": d.meaning,
+                "fix": d.fix, "during": self.during, "since_ms": self.since_ms}
 
 
 @dataclass
@@ -58,12 +82,18 @@ class Producer:
         self.retry_at = 0.0
         self.behind = False
         self.heartbeat_failed = False
+        self.status_failed = False
         self.next_report = mono() + settings.report_every_s
+        self.status_file = healthcheck.status_path(settings.heartbeat_file)
+        self.trouble: Problem | None = None        # needs an operator (or rows rejected): unresolved
+        self.last_failure: Problem | None = None   # the latest failed attempt of any kind
+        self.next_reminder = 0.0
 
     def run(self) -> None:
         event(log, logging.INFO, "starting", database=self.settings.tdengine.redacted(),
               meters=self.settings.meters, interval_ms=self.settings.interval_ms,
               backfill_s=self.settings.backfill_s, seed=self.settings.seed)
+        self.write_status(force=True)  # no stale status from an earlier run
         try:
             while not self.stop.is_set():
                 self.step()
@@ -75,7 +105,8 @@ class Producer:
         now = self.mono()
         if not self.database.connected:
             if now < self.retry_at:
-                self.stop.wait(self.retry_at - now)
+                self.maybe_report(now)  # the progress line keeps the state visible meanwhile
+                self.stop.wait(max(0.0, min(self.retry_at, self.next_report) - now))
                 return
             if not self.connect():
                 return
@@ -106,11 +137,13 @@ class Producer:
             return
         except Rejected as error:
             self.stats.rows_rejected += readings.rows
-            event(log, logging.ERROR, "rows rejected by the database, skipped", rows=readings.rows,
-                  first_ts=int(timestamps[0]), error=error)
+            problem = self.failed(error.diagnosis, error, WRITE)
+            self.raise_trouble(problem, "rows rejected by the database, skipped", rows=readings.rows,
+                               first_ts=int(timestamps[0]), total_rejected=self.stats.rows_rejected)
         else:
             self.stats.rows_written += readings.rows
             self.stats.window_rows += readings.rows
+            self.resolved(WRITE)
             self.heartbeat()
         was_backfill = ticker.next_ts < self.live_from_ms
         ticker.advance(len(timestamps))
@@ -129,6 +162,7 @@ class Producer:
             self.schedule_retry(error)
             return False
         self.backoff.reset()
+        self.resolved("connect")
         return True
 
     def start_schedule(self) -> None:
@@ -145,12 +179,75 @@ class Producer:
         event(log, logging.INFO, "backfill planned", from_ts=first, resume_after_ts=newest,
               ticks=ticks, rows=ticks * self.settings.meters)
 
-    def schedule_retry(self, error: Exception) -> None:
+    def schedule_retry(self, error: Unavailable) -> None:
         delay = self.backoff.next_delay()
         self.retry_at = self.mono() + delay
         self.stats.reconnects += 1
-        event(log, logging.WARNING, "database unavailable, retrying", retry_in_s=round(delay, 2),
-              attempt=self.backoff.attempts, error=error)
+        problem = self.failed(error.diagnosis, error, error.during)
+        if problem.diagnosis.needs_operator:
+            self.raise_trouble(problem, "TDengine refused the producer: an operator must fix this, "
+                               "retrying meanwhile", retry_in_s=round(delay, 2), attempt=self.backoff.attempts)
+        else:
+            event(log, logging.WARNING, "database unavailable, retrying", retry_in_s=round(delay, 2),
+                  attempt=self.backoff.attempts, error=error)
+            self.write_status()
+
+    def failed(self, diagnosis: Diagnosis, error: Exception, during: str) -> Problem:
+        """Remember the latest failure; the same code again keeps the time it began."""
+        last = self.last_failure
+        same = last is not None and last.diagnosis.code == diagnosis.code
+        self.last_failure = Problem(diagnosis, str(error), during,
+                                    last.since_ms if same else self.wall_ms())
+        return self.last_failure
+
+    def raise_trouble(self, problem: Problem, headline: str, **fields) -> None:
+        """An error waiting cannot heal: ERROR once per problem, then a WARNING reminder every
+        REMIND_EVERY_S (DEBUG in between); the status file makes the healthcheck say it."""
+        now = self.mono()
+        known = self.trouble
+        fields.update(code=problem.diagnosis.code_text, during=problem.during, error=problem.error,
+                      meaning=problem.diagnosis.meaning, fix=problem.diagnosis.fix)
+        if known is None or known.diagnosis.code != problem.diagnosis.code:
+            self.trouble = problem
+            self.next_reminder = now + REMIND_EVERY_S
+            event(log, logging.ERROR, headline, **fields)
+        elif now >= self.next_reminder:
+            self.next_reminder = now + REMIND_EVERY_S
+            event(log, logging.WARNING, headline + " (still)", since_ts=known.since_ms, **fields)
+        else:
+            event(log, logging.DEBUG, headline + " (still)", **fields)
+        self.write_status()
+
+    def resolved(self, step: str) -> None:
+        """A request of `step` ("connect" or "write") succeeded: failures it proves healed are
+        over. A connect does not heal a problem that appeared while writing."""
+        changed = self.last_failure is not None
+        self.last_failure = None
+        trouble = self.trouble
+        if trouble is not None and (step == WRITE or trouble.during != WRITE):
+            self.trouble = None
+            changed = True
+            event(log, logging.INFO, "database problem resolved", code=trouble.diagnosis.code_text,
+                  during=trouble.during, lasted_s=round((self.wall_ms() - trouble.since_ms) / 1000, 1))
+        if changed:
+            self.write_status()
+
+    def write_status(self, force: bool = False) -> None:
+        """The status file read by the healthcheck; removed while nothing is wrong."""
+        try:
+            if self.trouble is None and self.last_failure is None:
+                if force or os.path.exists(self.status_file):
+                    healthcheck.clear_status(self.status_file)
+                return
+            healthcheck.write_status(self.status_file, {
+                "needs_operator": self.trouble.to_status() if self.trouble else None,
+                "last_failure": self.last_failure.to_status() if self.last_failure else None,
+            })
+        except OSError as error:
+            if not self.status_failed:
+                self.status_failed = True
+                event(log, logging.WARNING, "cannot write the status file next to "
+                      "PRODUCER_HEARTBEAT_FILE", path=self.status_file, error=error)
 
     def skip_beyond_buffer(self, pending: int) -> None:
         meters = self.settings.meters
@@ -188,10 +285,12 @@ class Producer:
         now = self.mono()
         elapsed = max(1e-9, now - self.stats.window_start)
         lag = self.ticker.lag_ms(now) if self.ticker else 0.0
+        trouble = {"needs_operator": f"{self.trouble.diagnosis.code_text} during {self.trouble.during}"
+                   } if self.trouble else {}
         event(log, logging.INFO, "stopped" if final else "progress",
               rows_written=self.stats.rows_written,
               rows_per_s=round(self.stats.window_rows / elapsed, 1),
               lag_ms=round(lag), connected=self.database.connected,
               rows_dropped=self.stats.rows_dropped, rows_rejected=self.stats.rows_rejected,
-              reconnects=self.stats.reconnects)
+              reconnects=self.stats.reconnects, **trouble)
         self.stats.window_rows, self.stats.window_start = 0, now

@@ -59,13 +59,15 @@ def test_schema_is_the_data_contract(run_producer, fake_taosws):
 
 
 def test_restart_resumes_after_the_newest_row_and_rewrites_nothing(run_producer, fake_taosws):
-    first = run_producer(PRODUCER_METERS=5, PRODUCER_INTERVAL_MS=100, PRODUCER_BACKFILL="2s")
+    # The backfill reaches back further than the gap between the runs (a loaded machine can take
+    # seconds to start a Python process), so the restart is bounded by the newest row, not by it.
+    first = run_producer(PRODUCER_METERS=5, PRODUCER_INTERVAL_MS=100, PRODUCER_BACKFILL="10s")
     first.wait_for("backfill done")
     time.sleep(0.5)
     assert first.stop()[0] == 0
     before = {(r[0], r[1]): r for r in stored(fake_taosws)}
-    time.sleep(0.5)  # a gap while no producer runs: the restart does not backfill 2 s again
-    second = run_producer(PRODUCER_METERS=5, PRODUCER_INTERVAL_MS=100, PRODUCER_BACKFILL="2s")
+    time.sleep(0.5)  # a gap while no producer runs: the restart does not backfill 10 s again
+    second = run_producer(PRODUCER_METERS=5, PRODUCER_INTERVAL_MS=100, PRODUCER_BACKFILL="10s")
     second.wait_for("backfill done")
     time.sleep(0.5)
     assert second.stop()[0] == 0
@@ -92,6 +94,7 @@ def test_connection_dropped_mid_run_reconnects_and_loses_nothing(run_producer, f
     assert producer.stop()[0] == 0
     output = producer.output()
     assert "0xE002" in output and "closed channel" in output
+    assert "level=error" not in output  # an outage is retried quietly, not reported as a fault
     assert "rows_dropped=0" in output.splitlines()[-1]
     assert_complete_and_exact(stored(fake_taosws), meters=4, interval_ms=50, seed=42)
 
@@ -118,15 +121,69 @@ def test_outage_beyond_the_buffer_drops_oldest_rows_and_counts_them(run_producer
     assert missing_ticks * 10 == dropped  # exactly what was reported as dropped is missing
 
 
-def test_database_unreachable_at_start_then_appears(run_producer, fake_taosws, fake_control):
+def test_database_unreachable_at_start_then_appears(run_producer, fake_taosws, fake_control, fake_env):
     fake_control.refuse_connections(True)
     producer = run_producer(PRODUCER_METERS=3, PRODUCER_RETRY_MAX="200ms", PRODUCER_BACKFILL="1s")
     producer.wait_for("database unavailable")
     producer.wait_for("attempt=3")
+    code, out = healthcheck(fake_env, producer)
+    assert code == 1 and "no heartbeat yet" in out and "0xE001" in out  # says why
     fake_control.refuse_connections(False)
     producer.wait_for("backfill done")
     assert producer.stop()[0] == 0
+    assert "level=error" not in producer.output()
     assert len(stored(fake_taosws)) >= 3
+
+
+def healthcheck(fake_env, producer) -> tuple[int, str]:
+    """`python -m producer.healthcheck` as the image's HEALTHCHECK runs it, beside `producer`."""
+    env = dict(fake_env, PRODUCER_HEARTBEAT_FILE=producer.env["PRODUCER_HEARTBEAT_FILE"])
+    result = subprocess.run([sys.executable, "-m", "producer.healthcheck"], env=env,
+                            capture_output=True, text=True, timeout=30)
+    return result.returncode, result.stdout
+
+
+@pytest.mark.parametrize("cue", ["vnodes exhausted", "wrong password"])
+def test_an_error_only_an_operator_can_fix_is_said_once_and_heals_without_a_restart(
+        run_producer, fake_taosws, fake_control, fake_env, cue):
+    if cue == "vnodes exhausted":  # the issue: TDengine 3.3.6.13 with no free vnode
+        fake_control.fail_create_database()
+        expected = ["code=0x03BA", 'during="create database power"', "Vnodes exhausted",
+                    "supportVnodes", "DROP DATABASE"]
+    else:
+        fake_control.set_root_password("changed-by-someone")
+        expected = ["code=0x0357", "during=connect", "Authentication failure", "TDENGINE_PASSWORD"]
+    producer = run_producer(PRODUCER_METERS=3, PRODUCER_INTERVAL_MS=100, PRODUCER_RETRY_MAX="200ms",
+                            PRODUCER_BACKFILL="1s", PRODUCER_REPORT_EVERY="300ms")
+    producer.wait_for("level=error")
+    producer.wait_for("needs_operator=")            # the progress line keeps the state visible
+    time.sleep(1.5)                                 # several more retries at 200 ms
+    output = producer.output()
+    errors = [line for line in output.splitlines() if "level=error" in line]
+    assert len(errors) == 1, output                 # said once, not at every retry
+    assert all(text in errors[0] for text in expected), errors[0]
+    assert "database unavailable" not in output     # not mistaken for an outage
+    reconnects = [int(line.split("reconnects=")[1].split()[0])
+                  for line in output.splitlines() if "event=progress" in line]
+    assert reconnects[-1] >= 5                      # and still retrying meanwhile
+
+    code, out = healthcheck(fake_env, producer)
+    assert code == 1
+    assert all(text.split("=")[-1].strip('"') in out for text in expected), out
+
+    if cue == "vnodes exhausted":
+        fake_control.clear_create_database_failure()  # e.g. an unused database was dropped
+    else:
+        fake_control.set_root_password("taosdata")
+    producer.wait_for("database problem resolved")
+    producer.wait_for("backfill done")
+    time.sleep(0.3)
+    assert producer.proc.poll() is None             # the same process, never restarted
+    code, out = healthcheck(fake_env, producer)
+    assert code == 0, out
+    assert producer.stop()[0] == 0
+    assert_complete_and_exact(stored(fake_taosws), meters=3, interval_ms=100, seed=42)
+    assert len(stored(fake_taosws)) >= 3 * 10       # the backfill of 1 s at 100 ms, and on
 
 
 @pytest.mark.parametrize("connected", [True, False])
