@@ -43,6 +43,7 @@ from server.engine import Engine  # noqa: E402
 from server.schema import from_describe  # noqa: E402
 from server.settings import ServerSettings  # noqa: E402
 from server.tables import Tables  # noqa: E402
+from tests.tdengine import drop_database  # noqa: E402
 
 DESCRIBE = [("ts", "TIMESTAMP", 8, ""), ("current", "FLOAT", 4, ""), ("voltage", "INT", 4, ""),
             ("phase", "FLOAT", 4, ""), ("groupid", "INT", 4, "TAG"), ("location", "VARCHAR", 24, "TAG")]
@@ -198,10 +199,7 @@ def latency(mode: str, ticks: int) -> dict:
     finally:
         server.terminate()
         server.wait(10)
-        for topic, db, *_ in list(conn.query("SHOW TOPICS")):
-            if db == database:
-                conn.execute(f"DROP TOPIC FORCE {topic}")
-        conn.execute(f"DROP DATABASE IF EXISTS {database}")
+        drop_database(conn, database)
         conn.close()
     if not arrivals:
         log.seek(0)

@@ -28,7 +28,7 @@ async def serve(settings: ServerSettings) -> None:
     tables = Tables(engine, settings)
     health = Health(mode=settings.mode, stale_after_s=settings.stale_after_s)
     supervisor = ReaderSupervisor(settings, tables, health)
-    app = make_app(engine, health, supervisor, tables)
+    app = make_app(engine, health, supervisor, tables, settings.allowed_origins)
     http = app.listen(settings.port)
     event(log, logging.INFO, "serving", port=settings.port, table=settings.table,
           latest_table=settings.latest_table, window_s=settings.window_s, limit=settings.limit,

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import time
+import urllib.parse
 
 import tornado.ioloop
 import tornado.web
@@ -30,19 +31,48 @@ class Clients:
         self.count = 0
         self.refused = 0     # write requests answered with an error
         self.malformed = 0   # clients closed for sending something that is not a request
+        self.foreign = 0     # handshakes refused for their Origin (403)
+        self.foreign_logged = -ORIGIN_LOG_EVERY_S
+
+
+ORIGIN_LOG_EVERY_S = 10.0  # refused handshakes are counted each, logged at most this often
+
+
+def origin_allowed(origin: str, host: str | None, allowed: tuple[str, ...]) -> bool:
+    """A browser may open the socket from the page's own origin (its host and port are the Host
+    the request came to: nginx passes the page's on) or from an origin SERVER_ALLOWED_ORIGINS
+    names. Any other page would read every hosted table in its visitor's name (cross-site
+    WebSocket hijacking). Clients that send no Origin (scripts) never get here."""
+    normalized = origin.strip().rstrip("/").lower()
+    if normalized in allowed:
+        return True
+    netloc = urllib.parse.urlsplit(normalized).netloc
+    return bool(host) and netloc != "" and netloc == host.strip().lower()
 
 
 class PerspectiveSocket(tornado.websocket.WebSocketHandler):
     """Perspective over a WebSocket, read-only (server/readonly.py). Each client's session lives on
     the engine thread (server/engine.py): it is opened, fed and closed there, in order."""
 
-    def initialize(self, engine: Engine, clients: Clients):
+    def initialize(self, engine: Engine, clients: Clients, allowed_origins: tuple[str, ...]):
         self.engine = engine
         self.clients = clients
+        self.allowed_origins = allowed_origins
         self.session = None  # a Future of the Perspective session, resolved on the engine thread
 
     def check_origin(self, origin: str) -> bool:
-        return True  # any page or client may read the dashboard's tables, as with Perspective's handler
+        """Tornado answers 403 when this is False; it is asked only when the client sent an Origin."""
+        if origin_allowed(origin, self.request.headers.get("Host"), self.allowed_origins):
+            return True
+        clients = self.clients
+        clients.foreign += 1
+        now = time.monotonic()
+        if now - clients.foreign_logged >= ORIGIN_LOG_EVERY_S:
+            clients.foreign_logged = now
+            event(log, logging.WARNING, "WebSocket from a foreign origin refused (allow it with SERVER_ALLOWED_ORIGINS)",
+                  origin=origin[:200], host=self.request.headers.get("Host"), client=self.request.remote_ip,
+                  refused=clients.foreign)
+        return False
 
     def open(self):
         loop = tornado.ioloop.IOLoop.current()
@@ -114,7 +144,8 @@ class Healthz(tornado.web.RequestHandler):
         rows = self.tables.size()
         with self.supervisor.lock:
             status, body = self.health.snapshot(time.time(), self.clients.count, rows)
-        body.update(refused_requests=self.clients.refused, malformed_frames=self.clients.malformed)
+        body.update(refused_requests=self.clients.refused, malformed_frames=self.clients.malformed,
+                    refused_origins=self.clients.foreign)
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
@@ -131,10 +162,11 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
                    1000.0 * handler.request.request_time())
 
 
-def make_app(engine: Engine, health: Health, supervisor: ReaderSupervisor, tables: Tables) -> tornado.web.Application:
+def make_app(engine: Engine, health: Health, supervisor: ReaderSupervisor, tables: Tables,
+             allowed_origins: tuple[str, ...] = ()) -> tornado.web.Application:
     clients = Clients()
     return tornado.web.Application([
-        (r"/websocket", PerspectiveSocket, {"engine": engine, "clients": clients}),
+        (r"/websocket", PerspectiveSocket, {"engine": engine, "clients": clients, "allowed_origins": allowed_origins}),
         (r"/livez", Livez),
         (r"/healthz", Healthz, {"health": health, "supervisor": supervisor, "tables": tables, "clients": clients}),
     ], websocket_max_message_size=64 * 1024 * 1024, log_function=log_request)

@@ -9,6 +9,11 @@ Memory is bounded by subtables x rows per subtable within `lateness`.
 The same pass yields the rows that advance each subtable's newest reading, for the per-meter
 `latest` table: a late row never moves it backwards.
 
+With a ledger (ledger.py: every key of the window), a row behind the lateness bound that the
+ledger knows is a re-delivery, not a late row; kept and late rows are recorded in it. A repair
+(reconcile.py: rows the database holds and the ledger lacks) is not subject to the lateness
+bound: those rows never reached the reader, so they are delivered whatever their age.
+
 Vectorized: a batch costs a few numpy passes, not Python work per row, so deduplication keeps up
 with the ~1 M rows/s a Perspective table can ingest.
 """
@@ -18,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from .ledger import Ledger
 
 # A key packs (subtable id, timestamp modulo 2**43) into one int64: unique among remembered keys
 # while `lateness` spans less than 2**42 raw units (139 years in ms, 51 days in us, 73 min in ns)
@@ -37,11 +44,12 @@ class Verdict:
 
 
 class Deduplicator:
-    def __init__(self, lateness: int):
+    def __init__(self, lateness: int, ledger: Ledger | None = None):
         """`lateness` in the same unit as the timestamps (raw database precision)."""
         if not 0 <= lateness < MAX_LATENESS:
             raise ValueError(f"lateness {lateness} (raw units) must be below {MAX_LATENESS}")
         self.lateness = lateness
+        self.ledger = ledger
         self._ids: dict[str, int] = {}
         self._high = np.full(0, _NONE, dtype=np.int64)     # newest timestamp per subtable id
         self._keys = np.empty(0, dtype=np.int64)            # remembered keys, sorted
@@ -75,16 +83,17 @@ class Deduplicator:
     def _key(ids: np.ndarray, ts: np.ndarray) -> np.ndarray:
         return (ids << _TS_BITS) | (ts & ((1 << _TS_BITS) - 1))
 
-    def filter(self, tbnames: list[str], timestamps: list[int]) -> Verdict:
+    def filter(self, tbnames: list[str], timestamps: list[int], repair: bool = False) -> Verdict:
         """Rows as parallel lists of subtable names and raw timestamps."""
         names: dict[str, int] = {}
         codes = np.fromiter((names.setdefault(name, len(names)) for name in tbnames), dtype=np.int64,
                             count=len(tbnames))
-        return self.filter_coded(list(names), codes, np.asarray(timestamps, dtype=np.int64))
+        return self.filter_coded(list(names), codes, np.asarray(timestamps, dtype=np.int64), repair)
 
-    def filter_coded(self, names: list[str], codes: np.ndarray, ts: np.ndarray) -> Verdict:
+    def filter_coded(self, names: list[str], codes: np.ndarray, ts: np.ndarray, repair: bool = False) -> Verdict:
         """The same with the names dictionary-encoded (row i is subtable `names[codes[i]]`), as Arrow
-        hands them over: the per-row work stays in numpy."""
+        hands them over: the per-row work stays in numpy. `repair`: rows re-read by the
+        reconciliation; rows already accounted for are not counted as duplicates."""
         count = len(codes)
         if count == 0:
             return Verdict([], [], 0, 0)
@@ -101,14 +110,25 @@ class Deduplicator:
             if len(self._keys) else np.zeros(count, dtype=bool)
         duplicate = ~unique_in_batch | seen
         high_before = self._high[ids]
-        late = ~duplicate & (high_before != _NONE) & (ts < high_before - self.lateness)
+        behind = ~duplicate & (high_before != _NONE) & (ts < high_before - self.lateness)
+        if self.ledger is not None and behind.any():
+            # beyond the deduplicator's memory, the ledger still knows the window's keys
+            where = np.flatnonzero(behind)
+            known = where[self.ledger.accounted(ids[where], ts[where])]
+            duplicate[known] = True
+            behind[known] = False
+        late = np.zeros(count, dtype=bool) if repair else behind
         keep = ~duplicate & ~late
 
         kept = np.flatnonzero(keep)
         latest = self._advance(ids[kept], ts[kept], kept, high_before[kept])
         self._remember(keys[kept], ts[kept], ids[kept])
+        if self.ledger is not None:
+            self.ledger.record(ids[kept], ts[kept], hosted=True)
+            self.ledger.record(ids[late], ts[late], hosted=False)
         duplicates, late_count = int(duplicate.sum()), int(late.sum())
-        self.duplicates += duplicates
+        if not repair:
+            self.duplicates += duplicates
         self.late += late_count
         return Verdict(kept.tolist(), latest, duplicates, late_count)
 

@@ -1,17 +1,22 @@
 """The reader process: all TDengine I/O of the server happens here, never in the process that
 serves browsers (taos-ws-py holds the GIL in blocking calls; tdengine.md 1.6).
 
-One session: connect, read the schema, ensure the topic, subscribe (the first poll fixes the
-start position), then backfill history by time chunks, then deliver live rows. Rows from both
-paths go through one deduplicator, so the seam, re-deliveries after a rebuild and duplicates
-are dropped. After an outage or a silent stall the next session backfills from the watermark.
+One session: connect, read the schema, ensure the topic, subscribe, wait until the consumer
+holds every vgroup (only then is its start position fixed), then backfill history by time
+chunks, then deliver live rows. Rows from both paths go through one deduplicator, so the seam,
+re-deliveries after a rebuild and duplicates are dropped. While live, the reader reconciles the
+window with the database chunk by chunk and repairs any gap (reconcile.py), and it rebuilds at
+the first failed query or poll, not only after a silent stall. After an outage the next session
+backfills from the watermark.
 """
 
 from __future__ import annotations
 
 import ctypes
+import datetime as dt
 import logging
 import os
+import secrets
 import signal
 import threading
 import time
@@ -25,6 +30,8 @@ from common.logs import event
 
 from . import batches
 from .dedup import Deduplicator
+from .ledger import Ledger
+from .reconcile import Reconciler
 from .schema import TS_SCALE, TableSchema
 from .settings import ServerSettings
 from .source import NotReady, Source, Unavailable
@@ -35,10 +42,21 @@ POLL_S = 0.2           # short: poll(t) blocks t/2 when idle, and stop/watchdog 
 DRAIN_POLL_S = 0.02    # between backfill chunks: collect live rows without waiting
 STATUS_EVERY_S = 1.0
 RETRY_INITIAL_S = 0.5
+PROBE_AFTER_S = 1.0    # no message for this long: check the query connection every PROBE_AFTER_S
+PROBE_SQL = "SELECT SERVER_VERSION()"
+GROUP_CLEANUP_EVERY_S = 30.0  # while live: drop groups whose consumers have gone (old sessions', others')
 
 
 class Rebuild(Exception):
     """Start a new session: reconnect, resubscribe, backfill from the watermark."""
+
+
+class Refill(Exception):
+    """The window table cannot take a repair without evicting newer rows: host the window anew."""
+
+
+def _iso_ms(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
 class Reader:
@@ -57,13 +75,21 @@ class Reader:
         self.status = {"mode": settings.mode, "database_reachable": False, "unreachable_since": wall(),
                        "waiting_for": "first connection", "phase": "starting", "topic": None,
                        "rebuilds": 0, "duplicates_dropped": 0, "late_rows_dropped": 0,
-                       "last_error": None, "unsupported_columns": []}
+                       "gaps_repaired": 0, "rows_repaired": 0, "last_repair": None, "window_refills": 0,
+                       "assignment_wait_s": None, "consumer_group": None, "last_error": None,
+                       "unsupported_columns": []}
         self.last_status = 0.0
         self.sessions = 0  # sessions that got as far as reading
         # poll mode: rows delivered and rows missed per chunk of row time (see audit)
         self.delivered_per_chunk: dict[int, int] = {}
         self.missed_per_chunk: dict[int, int] = {}
         self.missed_retired = 0
+        self.reconciler: Reconciler | None = None  # subscription mode, once the schema is known
+        self.oversized = False  # the window holds more rows than the window table (reported once)
+        self.topic: str | None = None
+        self.group: str | None = None  # this session's consumer group (settings.consumer_group + a nonce)
+        self.subscribed_in = 0.0       # how long its subscribe() took (1.5 s right after a restart)
+        self.groups_dropped = 0
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -80,7 +106,17 @@ class Reader:
                     self.unavailable(error, reachable=False)
                 except Rebuild as error:
                     event(log, logging.WARNING, "rebuilding subscription and connection", reason=error)
+                except Refill as error:
+                    event(log, logging.WARNING, "hosting the window anew", reason=error)
+                    self.refill()
         finally:
+            if self.topic is not None and self.group is not None:
+                dropped = self.source.leave(self.topic, self.group)
+                event(log, logging.INFO, "left the subscription", group=self.group, group_dropped=dropped)
+                try:
+                    self.drop_idle_groups()  # earlier sessions' groups whose consumers are gone by now
+                except (Unavailable, NotReady):
+                    pass
             self.source.close()
 
     def unavailable(self, error: Exception, reachable: bool) -> None:
@@ -109,20 +145,33 @@ class Reader:
             topic, dropped = source.ensure_topic(self.schema, TOPIC_PREFIX)
             if dropped:
                 event(log, logging.INFO, "dropped stale topics", topics=",".join(dropped))
-            source.subscribe(topic, self.settings.consumer_group)
+            self.drop_idle_groups()
+            # A new group for every subscription: after a TDengine restart the dead consumer of
+            # the old group still holds its vgroups until its session times out (measured: a new
+            # consumer in the same group was assigned 10 s after subscribing, in a new group
+            # after 50 ms), and rows written meanwhile reach no one.
+            self.group = f"{self.settings.consumer_group}_{secrets.token_hex(3)}"
+            subscribing = self.mono()
+            source.subscribe(topic, self.group)
+            self.subscribed_in = round(self.mono() - subscribing, 3)
+            self.topic = topic
         self.backoff.reset()
         if self.sessions:
             self.status["rebuilds"] += 1  # connection and subscription rebuilt after a working session
         self.sessions += 1
         self.status.update(database_reachable=True, unreachable_since=None, waiting_for=None, topic=topic,
-                           phase="backfill", last_error=None)
+                           consumer_group=self.group, phase="assigning" if self.subscribing else "backfill",
+                           last_error=None)
         self.report(force=True)
-        live = self.backfill()
+        live = self.await_assignment(topic) if self.subscribing else []
+        self.status["phase"] = "backfill"
+        self.report(force=True)
+        live += self.backfill()
         for rows in live:
             self.deliver(rows)
         self.status["phase"] = "live"
         if self.subscribing:
-            event(log, logging.INFO, "live", topic=topic, group=self.settings.consumer_group)
+            event(log, logging.INFO, "live", topic=topic, group=self.group)
             self.follow()
         else:
             event(log, logging.INFO, "live", mode="poll", every_s=self.settings.poll_interval_s,
@@ -131,11 +180,7 @@ class Reader:
 
     def adopt(self, schema: TableSchema) -> None:
         if self.schema is None:
-            scale = TS_SCALE[schema.precision]
-            try:
-                self.dedup = Deduplicator(lateness=int(self.settings.max_lateness_s * 1000) * scale)
-            except ValueError as error:
-                raise NotReady(f"SERVER_MAX_LATENESS is too long for a {schema.precision} database: {error}") from error
+            self.dedup = self.new_deduplicator(schema)
             self.schema = schema
             self.target = batches.arrow_schema(schema)
             self.status["unsupported_columns"] = list(schema.unsupported)
@@ -146,6 +191,60 @@ class Reader:
         elif schema != self.schema:
             self.status["last_error"] = "the supertable's schema changed: restart the server to host the new shape"
             event(log, logging.ERROR, "schema changed; still hosting the old shape", old=self.schema, new=schema)
+
+    def new_deduplicator(self, schema: TableSchema) -> Deduplicator:
+        """A deduplicator for an empty window table; with a ledger of the window in subscription
+        mode, for the reconciliation."""
+        scale = TS_SCALE[schema.precision]
+        ledger = None
+        if self.subscribing:
+            chunk = int(self.settings.reconcile_chunk_s * 1000) * scale
+            try:
+                ledger = Ledger(chunk, self.settings.limit)
+            except ValueError as error:
+                raise NotReady(f"SERVER_RECONCILE_CHUNK is too long for a {schema.precision} database: {error}") \
+                    from error
+            self.reconciler = Reconciler(chunk, settle=chunk)
+        try:
+            return Deduplicator(lateness=int(self.settings.max_lateness_s * 1000) * scale, ledger=ledger)
+        except ValueError as error:
+            raise NotReady(f"SERVER_MAX_LATENESS is too long for a {schema.precision} database: {error}") from error
+
+    def refill(self) -> None:
+        """Forget what was delivered; the next session backfills the whole window and its first
+        rows replace the tables' content (supervisor.py)."""
+        self.dedup = self.new_deduplicator(self.schema)
+        self.status["window_refills"] += 1
+        self.send(("refill",))
+
+    def await_assignment(self, topic: str) -> list[list[tuple]]:
+        """Poll until the consumer holds every vgroup of the database: with auto.offset.reset=latest
+        the start position is fixed only then, and after a TDengine restart that comes seconds after
+        the first poll (tdengine-checked.md), so a backfill made before it misses the rows written
+        in between. Gives up after SERVER_STALL_TIMEOUT (the reconciliation repairs what that
+        costs). Returns the rows polled meanwhile."""
+        rows: list[list[tuple]] = []
+        started = self.mono()
+        expected, held = self.source.vgroups, 0
+        while not self.stop.is_set():
+            held = self.source.assigned(topic)
+            if held >= expected:
+                break
+            if self.mono() - started >= self.settings.stall_timeout_s:
+                event(log, logging.WARNING, "subscription not fully assigned; going on (the reconciliation "
+                      "repairs what the subscription misses)", vgroups=expected, assigned=held,
+                      waited_s=round(self.mono() - started, 2))
+                break
+            if (more := self.source.poll(POLL_S)) is not None:
+                rows.append(more)
+        # the first fetch after the assignment is what fixes each vgroup's position
+        if (more := self.source.poll(DRAIN_POLL_S)) is not None:
+            rows.append(more)
+        waited = round(self.mono() - started, 3)
+        self.status["assignment_wait_s"] = waited
+        event(log, logging.INFO, "subscription assigned", topic=topic, group=self.group, vgroups=expected,
+              assigned=held, subscribe_s=self.subscribed_in, waited_s=waited)
+        return rows
 
     def backfill(self) -> list[list[tuple]]:
         """Load history by time chunks, oldest first; returns live rows that arrived meanwhile."""
@@ -174,8 +273,13 @@ class Reader:
         return live
 
     def follow(self) -> None:
-        """Deliver subscription messages; detect the silent stall after a taosAdapter restart."""
-        last_message = last_check = self.mono()
+        """Deliver subscription messages and reconcile the window. A failed poll or query raises
+        at once (Unavailable: the next session rebuilds both); when no message comes, the query
+        connection is checked every PROBE_AFTER_S, so a TDengine restart is noticed within about a
+        second, and a silent stall (no message while the database has newer rows) after
+        SERVER_STALL_TIMEOUT."""
+        last_message = last_probe = last_reconcile = last_cleanup = self.mono()
+        every = self.settings.reconcile_every_s
         while not self.stop.is_set():
             rows = self.source.poll(POLL_S)
             now = self.mono()
@@ -183,14 +287,90 @@ class Reader:
                 self.deliver(rows)
                 last_message = now
             self.report()
+            if now - last_cleanup >= GROUP_CLEANUP_EVERY_S:
+                self.drop_idle_groups()
+                last_cleanup = now
+            if every and now - last_reconcile >= every:
+                self.reconcile()
+                last_reconcile = now = self.mono()
             quiet = now - last_message
-            if quiet >= self.settings.stall_timeout_s and now - last_check >= self.settings.stall_timeout_s:
-                last_check = now
-                newest = self.source.rows(self.schema.newest_sql())
-                watermark = self.dedup.watermark()
-                if newest and (watermark is None or newest[0][0] > watermark):
-                    raise Rebuild(f"no message for {quiet:.1f} s while the database has newer rows "
-                                  f"({newest[0][0]} > {watermark})")
+            if quiet >= PROBE_AFTER_S and now - last_probe >= PROBE_AFTER_S:
+                last_probe = now
+                self.source.rows(PROBE_SQL)
+                if quiet >= self.settings.stall_timeout_s:
+                    newest = self.source.rows(self.schema.newest_sql())
+                    watermark = self.dedup.watermark()
+                    if newest and (watermark is None or newest[0][0] > watermark):
+                        raise Rebuild(f"no message for {quiet:.1f} s while the database has newer rows "
+                                      f"({newest[0][0]} > {watermark})")
+
+    def drop_idle_groups(self) -> None:
+        """Groups on our topics that no live consumer holds: earlier sessions' (their dead consumer
+        times out some seconds after a restart), crashed servers', recreated containers'."""
+        idle = self.source.drop_idle_groups(TOPIC_PREFIX, own=self.group or "")
+        if idle:
+            self.groups_dropped += len(idle)
+            event(log, logging.INFO, "dropped idle consumer groups", groups=",".join(idle),
+                  total=self.groups_dropped)
+
+    def reconcile(self) -> None:
+        """One pass (reconcile.py): repair the chunks that still lack rows the database held at
+        the previous pass, then count the database's rows per settled chunk for the next."""
+        watermark = self.dedup.watermark()
+        if watermark is None:
+            return
+        scale = TS_SCALE[self.schema.precision]
+        ledger, reconciler = self.dedup.ledger, self.reconciler
+        window_start = int((self.wall() - self.settings.window_s) * 1000) * scale
+        span = reconciler.span(window_start, watermark)
+        ledger.forget_before(span.start - 1)
+        in_window = sum(found for cid, found in reconciler.previous.items() if cid in span)
+        if in_window > self.settings.limit:
+            # the table cannot hold the window: repairs would only evict other rows of it
+            if not self.oversized:
+                event(log, logging.ERROR, "the window holds more rows than the window table: size "
+                      "SERVER_METERS and SERVER_INTERVAL_MS for the fleet (or SERVER_LIMIT)",
+                      rows=in_window, limit=self.settings.limit)
+            self.oversized = True
+            self.status["last_error"] = (f"the window holds {in_window} rows, more than SERVER_LIMIT "
+                                         f"({self.settings.limit}): size SERVER_METERS for the fleet")
+        else:
+            if self.oversized:
+                self.oversized = False
+                self.status["last_error"] = None
+            for cid in reconciler.suspects(span, ledger.count):
+                self.repair(cid, span)
+        if not span:
+            reconciler.observed({})
+            return
+        chunk = reconciler.chunk
+        counts = self.source.rows(self.schema.chunk_counts_sql(span.start * chunk, span.stop * chunk,
+                                                               chunk // scale))
+        reconciler.observed({int(start) // chunk: int(found) for start, found in counts})
+
+    def repair(self, cid: int, span: range) -> None:
+        """Re-read one chunk; the rows the ledger lacks are delivered, whatever their lateness."""
+        chunk, ledger = self.reconciler.chunk, self.dedup.ledger
+        rows = self.source.rows(self.schema.range_sql(cid * chunk, (cid + 1) * chunk))
+        missing = len(rows) - ledger.count(cid)
+        if missing <= 0:
+            return
+        evicted = ledger.newest_evicted_chunk(missing)
+        if evicted is not None and evicted >= span.start:
+            raise Refill(f"repairing {missing} rows would evict rows newer than the window's edge "
+                         f"from the window table (SERVER_LIMIT {self.settings.limit})")
+        repaired = self.deliver(rows, repair=True)
+        if not repaired:
+            return
+        scale = TS_SCALE[self.schema.precision]
+        start_ms, end_ms = cid * chunk // scale, (cid + 1) * chunk // scale
+        self.status["gaps_repaired"] += 1
+        self.status["rows_repaired"] += repaired
+        self.status["last_repair"] = {"at": _iso_ms(int(self.wall() * 1000)), "rows": repaired,
+                                      "chunk_start": _iso_ms(start_ms), "chunk_end": _iso_ms(end_ms)}
+        event(log, logging.WARNING, "gap repaired: rows the subscription never delivered", rows=repaired,
+              chunk_start=_iso_ms(start_ms), chunk_end=_iso_ms(end_ms), total=self.status["rows_repaired"])
+        self.report(force=True)
 
     def follow_polling(self) -> None:
         """Poll mode, for databases where subscriptions are not allowed: each query re-reads an
@@ -241,11 +421,11 @@ class Reader:
     def missed_late(self) -> int:
         return self.missed_retired + sum(self.missed_per_chunk.values())
 
-    def deliver(self, rows: list[tuple]) -> int:
+    def deliver(self, rows: list[tuple], repair: bool = False) -> int:
         if not rows:
             return 0
         batch, raw_ts = batches.to_batch(self.schema, self.target, rows)
-        verdict = self.dedup.filter_coded(*batches.subtables(batch), raw_ts)
+        verdict = self.dedup.filter_coded(*batches.subtables(batch), raw_ts, repair=repair)
         self.status["duplicates_dropped"] = self.dedup.duplicates
         self.status["late_rows_dropped"] = self.dedup.late + self.missed_late
         if verdict.late:

@@ -77,6 +77,14 @@ class TableSchema:
         return (f"SELECT COUNT(*) FROM {self.database}.{self.stable} "
                 f"WHERE {self.time_column} >= {start_raw} AND {self.time_column} < {end_raw}")
 
+    def chunk_counts_sql(self, start_raw: int, end_raw: int, chunk_ms: int) -> str:
+        """Rows per chunk of time in [start, end): (chunk start as raw int, count); chunks
+        without rows are absent. INTERVAL windows start at whole multiples of the interval since
+        the epoch (tdengine-checked.md, "Reconciliation queries")."""
+        return (f"SELECT CAST(_wstart AS BIGINT), COUNT(*) FROM {self.database}.{self.stable} "
+                f"WHERE {self.time_column} >= {start_raw} AND {self.time_column} < {end_raw} "
+                f"INTERVAL({chunk_ms}a)")
+
     def newest_sql(self) -> str:
         return (f"SELECT CAST({self.time_column} AS BIGINT) AS ts_raw FROM {self.database}.{self.stable} "
                 f"ORDER BY {self.time_column} DESC LIMIT 1")

@@ -30,9 +30,12 @@ DEFAULTS = {
     "SERVER_POLL_AUDIT_EVERY": "10s",
     "SERVER_BACKFILL_CHUNK": "1m",
     "SERVER_STALL_TIMEOUT": "10s",
+    "SERVER_RECONCILE_EVERY": "2s",
+    "SERVER_RECONCILE_CHUNK": "5s",
     "SERVER_STALE_AFTER": "30s",
-    "SERVER_RETRY_MAX": "10s",
+    "SERVER_RETRY_MAX": "1s",
     "SERVER_INSTANCE": "",
+    "SERVER_ALLOWED_ORIGINS": "",
     "SERVER_LOG_LEVEL": "INFO",
 }
 MODES = ("subscribe", "poll")
@@ -60,9 +63,12 @@ class ServerSettings:
     poll_audit_every_s: float  # poll mode: how often rows that arrived later than the overlap are counted
     backfill_chunk_s: float
     stall_timeout_s: float  # no message this long while newer rows exist: rebuild the subscription
+    reconcile_every_s: float  # subscription mode: compare the window with the database this often (0: never)
+    reconcile_chunk_s: float  # ... in chunks of row time this long
     stale_after_s: float    # /healthz turns 503 when the newest row is older than this
     retry_max_s: float
     instance: str           # names this instance's consumer group: replicas each see every row
+    allowed_origins: tuple[str, ...]  # browser origins besides the page's own that may open /websocket
     log_level: str
 
     @classmethod
@@ -110,22 +116,52 @@ class ServerSettings:
                                             minimum_s=0.1),
             backfill_chunk_s=env.duration("SERVER_BACKFILL_CHUNK", d["SERVER_BACKFILL_CHUNK"], minimum_s=1),
             stall_timeout_s=env.duration("SERVER_STALL_TIMEOUT", d["SERVER_STALL_TIMEOUT"], minimum_s=1),
+            reconcile_every_s=_reconcile_every(env),
+            reconcile_chunk_s=env.duration("SERVER_RECONCILE_CHUNK", d["SERVER_RECONCILE_CHUNK"], minimum_s=1,
+                                           maximum_s=3600),
             stale_after_s=env.duration("SERVER_STALE_AFTER", d["SERVER_STALE_AFTER"], minimum_s=1),
             retry_max_s=env.duration("SERVER_RETRY_MAX", d["SERVER_RETRY_MAX"], minimum_s=0.1, maximum_s=3600),
             instance=_INSTANCE.sub("_", instance)[:48],
+            allowed_origins=_origins(env),
             log_level=env.log_level("SERVER_LOG_LEVEL", d["SERVER_LOG_LEVEL"]),
         )
         if settings.poll_overlap_s > settings.max_lateness_s:
             # re-read rows must still be remembered by the deduplicator, or they would count as late
             raise SettingsError("SERVER_POLL_OVERLAP", f"at most SERVER_MAX_LATENESS ({settings.max_lateness_s:g} s)",
                                 environ.get("SERVER_POLL_OVERLAP"))
+        if settings.reconcile_chunk_s != int(settings.reconcile_chunk_s * 1000) / 1000:
+            raise SettingsError("SERVER_RECONCILE_CHUNK", "whole milliseconds", environ.get("SERVER_RECONCILE_CHUNK"))
         if settings.table == settings.latest_table:
             raise SettingsError("SERVER_LATEST_TABLE", "a name other than SERVER_TABLE", settings.latest_table)
         return settings
 
     @property
     def consumer_group(self) -> str:
+        """The prefix of this instance's consumer groups (each subscription adds a nonce)."""
         return f"dash_{self.instance}"
+
+
+def _reconcile_every(env: Env) -> float:
+    """0 (or 0s) turns the reconciliation off; otherwise at least 100 ms."""
+    seconds = env.duration("SERVER_RECONCILE_EVERY", DEFAULTS["SERVER_RECONCILE_EVERY"], maximum_s=3600)
+    if 0 < seconds < 0.1:
+        raise SettingsError("SERVER_RECONCILE_EVERY", "0 (off) or at least 100ms", env.raw("SERVER_RECONCILE_EVERY", ""))
+    return seconds
+
+
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
+
+
+def _origins(env: Env) -> tuple[str, ...]:
+    """Comma-separated origins such as https://dash.example.com or http://localhost:5173."""
+    text = env.raw("SERVER_ALLOWED_ORIGINS", DEFAULTS["SERVER_ALLOWED_ORIGINS"])
+    origins = tuple(part.strip().rstrip("/").lower() for part in text.split(",") if part.strip())
+    for origin in origins:
+        if not _ORIGIN.match(origin):
+            raise SettingsError("SERVER_ALLOWED_ORIGINS",
+                                "comma-separated origins such as https://dash.example.com (scheme, host, "
+                                "optional port; no path; * is not accepted)", text)
+    return origins
 
 
 def _table_name(env: Env, name: str) -> str:

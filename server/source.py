@@ -4,15 +4,22 @@ Facts relied on (shared/reference/tdengine-checked.md):
 - DESCRIBE rows are (field, type, length, note, ...), tags noted 'TAG'.
 - A topic may select tbname and CAST(ts AS BIGINT); consumers take the DSN with group.id,
   client.id and auto.offset.reset; blocks offer fetchall().
-- With auto.offset.reset=latest the start position is fixed at the first poll(), not subscribe().
+- With auto.offset.reset=latest the start position is fixed at the first poll(), not subscribe(),
+  and only once the consumer holds its vgroup assignment: after a TDengine restart it comes
+  seconds after a first poll that returned at once (`assignment()` then lists fewer vgroups).
 - poll(t) with no data returns None after about t/2 s.
 - A subscribed topic is dropped only with DROP TOPIC FORCE.
 - After a taosAdapter restart, connections raise QueryError [0xE002] forever and consumers stall
   silently: callers rebuild both.
 - Missing database [0x0388], missing table [0x2603]: the producer has not created them yet.
+- information_schema.ins_subscriptions lists (topic, group, consumer) per vgroup, a null consumer
+  for a group that no live consumer holds; performance_schema.perf_consumers lists live consumers;
+  DROP CONSUMER GROUP IF EXISTS g ON t drops a group, refused while a consumer holds it [0x03EC].
 """
 
 from __future__ import annotations
+
+import time
 
 import taosws
 
@@ -22,6 +29,9 @@ from . import schema as schemas
 
 DATABASE_MISSING = 0x0388
 TABLE_MISSING = 0x2603
+GROUP_IN_USE = 0x03EC   # "Consumer group being used by some consumer"
+IN_REBALANCE = 0x03EF   # "Topic being rebalanced"
+LEAVE_RETRY_S = 2.0
 
 
 class Unavailable(Exception):
@@ -32,6 +42,11 @@ class NotReady(Exception):
     """The database or supertable does not exist yet."""
 
 
+def assigned_vgroups(assignment, topic: str) -> int:
+    """Vgroups of `topic` in a consumer's `assignment()` (a list of TopicAssignment)."""
+    return sum(len(entry.assignments()) for entry in assignment or [] if entry.topic() == topic)
+
+
 class Source:
     def __init__(self, settings: TDengineSettings, stable: str, time_column: str):
         self.settings = settings
@@ -40,6 +55,7 @@ class Source:
         self.conn = None
         self.consumer = None
         self._first: list[tuple] | None = None  # rows of the first poll, handed out by poll()
+        self.vgroups = 1  # of the database, as read with its schema
 
     def connect(self) -> None:
         self.close()
@@ -47,9 +63,11 @@ class Source:
 
     def schema(self) -> schemas.TableSchema:
         db = self.settings.database
-        found = self.rows(f"SELECT name, `precision` FROM information_schema.ins_databases WHERE name = '{db}'")
+        found = self.rows(f"SELECT name, `precision`, `vgroups` FROM information_schema.ins_databases WHERE name = '{db}'")
         if not found:
-            raise NotReady(f"database {db} does not exist yet")
+            raise NotReady(f"database {db} does not exist yet (the producer creates it; if it never comes, "
+                           "its log and health say why)")
+        self.vgroups = int(found[0][2] or 1)
         describe = self.rows(f"DESCRIBE {db}.{self.stable}")
         try:
             return schemas.from_describe(db, self.stable, self.time_column, str(found[0][1]), describe)
@@ -58,6 +76,8 @@ class Source:
             raise NotReady(f"cannot host {db}.{self.stable}: {error}") from error
 
     def rows(self, sql: str) -> list[tuple]:
+        if self.conn is None:
+            raise Unavailable(f"not connected (in: {sql})")
         return self._guard(lambda: list(self.conn.query(sql)), sql)
 
     def ensure_topic(self, table: schemas.TableSchema, prefix: str) -> tuple[str, list[str]]:
@@ -74,9 +94,32 @@ class Source:
                 dropped.append(topic)
         return name, dropped
 
+    def drop_idle_groups(self, prefix: str, own: str) -> list[str]:
+        """Drop the consumer groups on our topics (named `prefix_...`) that no live consumer holds:
+        what stopped or crashed servers left behind (each start of a recreated container is a new
+        group). A group is idle when its subscriptions show no consumer and no live consumer names
+        it; our `own` group is about to be used again. Returns 'group@topic' for each dropped."""
+        subscriptions = self.rows("SELECT topic_name, consumer_group, consumer_id "
+                                  "FROM information_schema.ins_subscriptions")
+        live = {row[0] for row in self.rows("SELECT consumer_group FROM performance_schema.perf_consumers")}
+        held: dict[tuple[str, str], bool] = {}
+        for topic, group, consumer in subscriptions:
+            if str(topic).startswith(prefix + "_"):
+                held[(topic, group)] = held.get((topic, group), False) or consumer is not None
+        dropped = []
+        for (topic, group), has_consumer in sorted(held.items()):
+            if has_consumer or group in live or group == own:
+                continue
+            if self._tolerate(lambda t=topic, g=group: self.conn.execute(f"DROP CONSUMER GROUP IF EXISTS {g} ON {t}"),
+                              f"DROP CONSUMER GROUP {group} ON {topic}") is None:
+                dropped.append(f"{group}@{topic}")
+            # else: taken again meanwhile, or being rebalanced: the next start retries
+        return dropped
+
     def subscribe(self, topic: str, group: str) -> None:
-        """Subscribe and make the first poll, which fixes the start position; rows that first
-        poll returned are handed out by the next `poll`."""
+        """Subscribe and make the first poll, which asks for the assignment (the start position is
+        fixed once the consumer holds it: see `assigned`); rows that first poll returned are
+        handed out by the next `poll`."""
         self.close_consumer()
         base = self.settings.dsn(with_database=False).split("?")[0]
         dsn = f"{base}?group.id={group}&client.id={group}&auto.offset.reset=latest"
@@ -89,18 +132,60 @@ class Source:
         self.consumer = self._guard(make, f"subscribe {topic}")
         self._first = self.poll(0.1)
 
+    def assigned(self, topic: str) -> int:
+        """How many of the topic's vgroups this consumer holds now. Before its first assignment
+        the client may refuse the question (it knows no vgroup of the topic yet): that is 0."""
+        try:
+            return assigned_vgroups(self.consumer.assignment(), topic)
+        except (taosws.Error, taosws.InterfaceError) as error:
+            if is_connection_lost(error, taosws):
+                self.close()
+                raise Unavailable(f"connection lost: {error} (in: assignment)") from error
+            return 0
+
+    def leave(self, topic: str, group: str) -> bool:
+        """On a clean stop: unsubscribe, close the consumer and drop our consumer group, so
+        stopped servers leave no group behind. Best effort: True when the group was dropped."""
+        consumer, self.consumer = self.consumer, None
+        if consumer is not None:
+            for step in (consumer.unsubscribe, consumer.close):
+                try:
+                    step()
+                except (taosws.Error, taosws.InterfaceError):
+                    pass
+        # The mnode forgets a closed consumer asynchronously: until then the group is "being used
+        # by some consumer" [0x03EC] or its topic "being rebalanced" [0x03EF]; retry briefly, and
+        # leave the rest to the next server's start (drop_idle_groups).
+        deadline = time.monotonic() + LEAVE_RETRY_S
+        while self.conn is not None:
+            try:
+                refused = self._tolerate(lambda: self.conn.execute(f"DROP CONSUMER GROUP IF EXISTS {group} ON {topic}"),
+                                         f"DROP CONSUMER GROUP {group} ON {topic}")
+            except Unavailable:
+                return False
+            if refused is None:
+                return True
+            if error_code(refused) not in (GROUP_IN_USE, IN_REBALANCE) or time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+        return False
+
     def poll(self, timeout_s: float) -> list[tuple] | None:
         """Rows of the next subscription message, or None when none arrived."""
         first, self._first = self._first, None
         if first is not None:
             return first
-        message = self._guard(lambda: self.consumer.poll(timeout_s), "poll")
-        if message is None:
-            return None
-        rows: list[tuple] = []
-        for block in message:
-            rows.extend(block.fetchall())
-        return rows
+
+        def take() -> list[tuple] | None:
+            message = self.consumer.poll(timeout_s)
+            if message is None:
+                return None
+            rows: list[tuple] = []
+            for block in message:  # blocks are fetched as they are read: this fails too after a restart
+                rows.extend(block.fetchall())
+            return rows
+
+        return self._guard(take, "poll")
 
     def _guard(self, call, what: str):
         try:
@@ -113,6 +198,18 @@ class Source:
             self.close()
             kind = "connection lost" if lost else "request failed"
             raise Unavailable(f"{kind}: {error} (in: {what})") from error
+
+    def _tolerate(self, call, what: str) -> Exception | None:
+        """Run `call`; a refusal by the database is returned, not raised (the caller may go on);
+        a lost connection still raises Unavailable."""
+        try:
+            call()
+            return None
+        except (taosws.Error, taosws.InterfaceError) as error:
+            if is_connection_lost(error, taosws):
+                self.close()
+                raise Unavailable(f"connection lost: {error} (in: {what})") from error
+            return error
 
     def close_consumer(self) -> None:
         consumer, self.consumer = self.consumer, None

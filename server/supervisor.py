@@ -90,6 +90,8 @@ class ReaderSupervisor:
                 self.health.reader = message[1]
         elif kind == "schema":
             self.tables.ensure(message[1])
+        elif kind == "refill":
+            self.tables.clear()  # the reader hosts the window anew: its next rows replace these
         self.on_change()
 
     def stop(self, timeout_s: float = 5.0) -> None:

@@ -92,19 +92,17 @@ def tdengine_server(request, tmp_path, monkeypatch):
 @pytest.fixture
 def test_database(tdengine_server):
     """A database name of its own for one test, dropped afterwards."""
-    from tests.tdengine import unique_database
+    from tests.tdengine import assert_nothing_left_behind, drop_database, topic_and_group_counts, unique_database
 
     name = unique_database()
+    before = topic_and_group_counts(tdengine_server)
     yield name
     conn = tdengine_server.taosws().connect(tdengine_server.settings(name).dsn(with_database=False))
     try:
-        # a database with topics on it cannot be dropped; SHOW TOPICS rows start (topic, database)
-        for topic, database, *_ in list(conn.query("SHOW TOPICS")):
-            if database == name:
-                conn.execute(f"DROP TOPIC FORCE {topic}")
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        drop_database(conn, name)
     finally:
         conn.close()
+    assert_nothing_left_behind(tdengine_server, before)  # TDengine allows 20 topics
 
 
 @pytest.fixture(scope="session")

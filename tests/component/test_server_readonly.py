@@ -82,3 +82,36 @@ def test_a_text_frame_closes_that_client(live_server):
         return await asyncio.wait_for(raw.read_message(), timeout=2), raw.close_code
 
     assert asyncio.run(scenario()) == (None, 1002)
+
+
+async def handshake(url: str, origin: str | None) -> int:
+    """The HTTP status of a WebSocket handshake sending `origin` (101 when it opened)."""
+    import tornado.httpclient
+
+    headers = {"Origin": origin} if origin else {}
+    try:
+        socket_ = await tornado.websocket.websocket_connect(tornado.httpclient.HTTPRequest(url, headers=headers))
+    except tornado.httpclient.HTTPClientError as error:
+        return error.code
+    socket_.close()
+    return 101
+
+
+def test_a_foreign_origin_is_refused_and_counted_the_page_origin_and_scripts_are_not(live_server):
+    """Cross-site WebSocket hijacking: any page a user visits could otherwise read every table."""
+    url = live_server.websocket_url
+    assert asyncio.run(handshake(url, "http://evil.example")) == 403
+    assert asyncio.run(handshake(url, f"http://127.0.0.1:{live_server.port}")) == 101  # same origin
+    assert asyncio.run(handshake(url, None)) == 101  # scripts and benchmarks send no Origin
+    assert asyncio.run(handshake(url, "null")) == 403
+    assert live_server.healthz()[1]["refused_origins"] == 2
+    assert "foreign origin refused" in live_server.output()
+
+
+def test_origins_named_by_the_setting_are_allowed(fake_env, tmp_path, fake_taosws):
+    server = ServerProcess(fake_env, tmp_path, SERVER_ALLOWED_ORIGINS="http://localhost:5173", **FAST)
+    try:
+        assert asyncio.run(handshake(server.websocket_url, "http://localhost:5173")) == 101
+        assert asyncio.run(handshake(server.websocket_url, "http://localhost:5174")) == 403
+    finally:
+        server.proc.kill()

@@ -17,11 +17,20 @@ class Logs:
 
     def __init__(self, item: pytest.Item):
         self.sources = item.stash.setdefault(LOGS, {})
+        self.processes = []
 
     def process(self, name: str, process):
-        """A ProducerProcess / ServerProcess: its output file."""
+        """A ProducerProcess / ServerProcess: its output file; killed after the test if it still
+        runs (a failed test must not leave a server subscribing to the next test's TDengine)."""
         self.sources[name] = process.output
+        self.processes.append(process)
         return process
+
+    def kill_leftovers(self) -> None:
+        for process in self.processes:
+            if process.proc.poll() is None:
+                process.proc.kill()
+                process.proc.wait(10)
 
     def container(self, name: str, container):
         """A testcontainers DockerContainer (or a docker-py container)."""
@@ -34,8 +43,10 @@ class Logs:
 
 
 @pytest.fixture
-def logs(request) -> Logs:
-    return Logs(request.node)
+def logs(request):
+    found = Logs(request.node)
+    yield found
+    found.kill_leftovers()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -103,3 +103,43 @@ def test_dictionary_coded_names_give_the_same_verdicts_across_batches():
         expected = plain.filter([r[0] for r in rows], [r[1] for r in rows])
         assert coded.filter_coded(*batches.subtables(batch), raw) == expected
     assert plain.duplicates > 0 and plain.late > 0  # the batches exercised both kinds of drop
+
+
+def with_ledger(lateness=50, chunk=100, limit=10_000):
+    from server.ledger import Ledger
+
+    return Deduplicator(lateness=lateness, ledger=Ledger(chunk, limit))
+
+
+def test_a_redelivery_beyond_the_lateness_is_a_duplicate_when_the_ledger_knows_it():
+    d = with_ledger()
+    d.filter(["a"], [10])
+    d.filter(["a"], [500])            # (a, 10) is now beyond the deduplicator's memory
+    verdict = d.filter(["a", "a"], [10, 20])
+    assert verdict.keep == [] and verdict.duplicates == 1 and verdict.late == 1
+    assert d.late == 1                # only the row never delivered is late
+
+
+def test_a_repair_delivers_what_never_arrived_whatever_its_age_and_only_that():
+    d = with_ledger()
+    d.filter(["a", "a"], [10, 30])
+    d.filter(["a"], [500])
+    repair = d.filter(["a", "a", "a"], [10, 20, 30], repair=True)  # the chunk as the database has it
+    assert repair.keep == [1] and repair.late == 0
+    assert d.duplicates == 0 and d.late == 0  # a repair's already-hosted rows are not duplicates
+    assert d.filter(["a"], [20]).keep == []   # delivered by the repair: never again
+
+
+def test_late_rows_are_recorded_as_excluded_so_a_repair_leaves_them_out():
+    d = with_ledger()
+    d.filter(["a"], [500])
+    assert d.filter(["a"], [10]).late == 1    # dropped by contract, counted once
+    assert d.filter(["a"], [10], repair=True).keep == []
+    assert d.late == 1 and d.ledger.count(0) == 1
+
+
+def test_a_repaired_row_moves_latest_only_forwards():
+    d = with_ledger()
+    d.filter(["a", "b"], [500, 100])
+    repair = d.filter(["a", "b"], [300, 400], repair=True)
+    assert repair.keep == [0, 1] and repair.latest == [1]  # b's newest is 400 now; a stays at 500

@@ -105,7 +105,7 @@ def test_data_is_shared_across_processes(fake_taosws, fake_state):
 def test_unsupported_sql_is_loud_not_a_database_error(fake_taosws):
     conn = setup(fake_taosws)
     with pytest.raises(fake_taosws.Unsupported):
-        conn.query("SELECT _wstart, AVG(voltage) FROM power.meters INTERVAL(1s)")
+        conn.query("SELECT _wstart, AVG(voltage) FROM power.meters INTERVAL(1s) FILL(PREV)")
     assert not issubclass(fake_taosws.Unsupported, fake_taosws.Error)
 
 

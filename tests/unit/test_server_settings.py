@@ -39,3 +39,24 @@ def test_poll_mode_and_its_overlap_bound():
     assert settings.mode == "poll" and settings.poll_overlap_s == 30 and settings.poll_interval_s == 0.5
     with pytest.raises(SettingsError, match=r"^SERVER_POLL_OVERLAP: expected at most SERVER_MAX_LATENESS"):
         ServerSettings.from_env({"SERVER_MODE": "poll", "SERVER_POLL_OVERLAP": "2m", "SERVER_MAX_LATENESS": "1m"})
+
+
+def test_reconciliation_settings():
+    settings = ServerSettings.from_env({})
+    assert (settings.reconcile_every_s, settings.reconcile_chunk_s, settings.retry_max_s) == (2, 5, 1)
+    assert ServerSettings.from_env({"SERVER_RECONCILE_EVERY": "0"}).reconcile_every_s == 0
+    for name, value, why in [("SERVER_RECONCILE_EVERY", "10ms", "0 \\(off\\) or at least 100ms"),
+                             ("SERVER_RECONCILE_CHUNK", "500ms", "at least 1 s"),
+                             ("SERVER_RECONCILE_CHUNK", "1.0005s", "whole milliseconds"),
+                             ("SERVER_RECONCILE_CHUNK", "2h", "at most 3600 s")]:
+        with pytest.raises(SettingsError, match=rf"^{name}: expected .*{why}"):
+            ServerSettings.from_env({name: value})
+
+
+def test_allowed_origins_are_origins():
+    settings = ServerSettings.from_env({"SERVER_ALLOWED_ORIGINS": "http://localhost:5173, HTTPS://Dash.example.com/"})
+    assert settings.allowed_origins == ("http://localhost:5173", "https://dash.example.com")
+    assert ServerSettings.from_env({}).allowed_origins == ()
+    for bad in ("*", "localhost:5173", "http://a.example/path", "ftp://a.example"):
+        with pytest.raises(SettingsError, match="^SERVER_ALLOWED_ORIGINS: expected"):
+            ServerSettings.from_env({"SERVER_ALLOWED_ORIGINS": bad})

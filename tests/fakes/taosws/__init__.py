@@ -19,7 +19,11 @@ What it copies from the real client (see shared/reference/tdengine-checked.md an
 - after a simulated taosAdapter restart, old connections raise `QueryError [0xE002]` forever and
   subscribed consumers silently return `None` from `poll`;
 - `poll(t)` with no data returns `None` after t/2 seconds; with `auto.offset.reset=latest` the
-  start position is fixed at the first `poll()`; a re-created consumer starts at latest again.
+  start position is fixed at the first `poll()` once the consumer holds its assignment (on cue,
+  seconds after subscribe, as after a TDengine restart); a re-created consumer starts at latest
+  again;
+- consumer groups and live consumers in `ins_subscriptions` / `perf_consumers` (a consumer whose
+  process died is forgotten), `DROP CONSUMER GROUP`, `SHOW TOPICS` with one column.
 """
 
 from __future__ import annotations
@@ -727,12 +731,16 @@ class Consumer:
         if "group.id" not in settings:
             raise ConsumerException("group.id is required")
         self._group = settings["group.id"]
+        self._client_id = settings.get("client.id", "")
         self._reset = settings.get("auto.offset.reset", "latest")
         self._dsn = parsed
         self._server = _open(parsed)
         self._epoch = self._server.control("epoch")
         self._topics: list[str] = []
         self._positions: dict[str, int | None] = {}
+        self._registered: int | None = None   # this consumer's row in the fake mnode
+        self._assigned_at = 0.0               # wall time its vgroup assignment arrives
+        self._holding = False                 # holds its vgroups (then the position can be fixed)
         self._closed = False
 
     def _live(self) -> bool:
@@ -746,17 +754,42 @@ class Consumer:
         for topic in topics:
             if self._server.topic(topic) is None:
                 raise ConsumerException("[0x4000] Internal error: Topic not exist")
-            self._server.subscribe(topic, self._group)
             self._positions.setdefault(topic, None)
         self._topics = list(topics)
+        self._leave()
+        # cue (control.py delay_assignment): like a TDengine that just restarted, the vgroup
+        # assignment comes this long after subscribe(); until then poll() returns nothing and
+        # fixes no position (tdengine-checked.md, "Subscriptions: timing")
+        delay = float(self._server.control("assignment_delay_s"))
+        self._assigned_at = time.time() + delay
+        self._holding = False
+        self._registered = self._server.add_consumer(self._group, self._client_id, self._topics, delay)
+
+    def _leave(self) -> None:
+        if self._registered is not None:
+            if self._server.control("epoch") == self._epoch:  # a dead connection reaches no mnode
+                self._server.remove_consumer(self._registered)
+            self._registered = None
 
     def unsubscribe(self) -> None:
         self._topics, self._positions = [], {}
+        self._holding = False
+        self._leave()
+
+    def _assigned(self) -> bool:
+        if self._holding:
+            return True
+        if not self._topics or time.time() < self._assigned_at:
+            return False
+        if self._registered is not None and self._server.assignment_held_by_another(self._registered):
+            return False
+        self._holding = True  # once assigned, it stays so
+        return True
 
     def poll(self, timeout: float | None = None) -> Message | None:
         deadline = time.monotonic() + (timeout / 2 if timeout is not None else float("inf"))
         while True:
-            if self._live():
+            if self._live() and self._assigned():
                 for topic in self._topics:
                     message = self._take(topic)
                     if message is not None:
@@ -809,6 +842,8 @@ class Consumer:
         self._positions[topic] = offset
 
     def assignment(self) -> list[TopicAssignment]:
+        if not self._assigned():
+            return []  # the client knows no vgroup of its topics yet
         end = self._server.last_seq()
         return [TopicAssignment(t, [Assignment(2, self._positions.get(t) or 0, 0, end)])
                 for t in self._topics]
@@ -818,6 +853,7 @@ class Consumer:
 
     def close(self) -> None:
         if not self._closed:
+            self._leave()
             self._closed = True
             self._server.close()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import sqlite3
 import struct
@@ -253,9 +254,13 @@ CREATE TABLE IF NOT EXISTS _log (seq INTEGER PRIMARY KEY AUTOINCREMENT,
     log_db TEXT, log_stable TEXT, log_tbname TEXT, log_ts INTEGER);
 CREATE TABLE IF NOT EXISTS _topic (name TEXT PRIMARY KEY, db TEXT, stable TEXT, sql TEXT);
 CREATE TABLE IF NOT EXISTS _sub (topic TEXT, grp TEXT, PRIMARY KEY (topic, grp));
+CREATE TABLE IF NOT EXISTS _consumer (id INTEGER PRIMARY KEY AUTOINCREMENT, grp TEXT, client_id TEXT,
+    topics TEXT, pid INTEGER, subscribe_ms INTEGER, assigned_ms INTEGER, epoch TEXT);
 CREATE TABLE IF NOT EXISTS _ctl (k TEXT PRIMARY KEY, v TEXT);
 """
-CONTROL_DEFAULTS = {"epoch": "0", "refuse": "0", "latency_s": "0", "root_password": "taosdata"}
+CONTROL_DEFAULTS = {"epoch": "0", "epoch_ms": "0", "refuse": "0", "latency_s": "0", "root_password": "taosdata",
+                    "assignment_delay_s": "0", "tmq_blind": "0", "session_timeout_s": "10"}
+SERVER_VERSION = "3.3.6.13"
 
 
 def _q(*parts: str) -> str:
@@ -369,10 +374,15 @@ class Server:
         if tokens.keyword("DESCRIBE") or tokens.keyword("DESC"):
             return self.describe(tokens, current_db)
         if tokens.keyword("SHOW", "TOPICS"):
-            rows = self.db.execute("SELECT name, db, 0, sql FROM _topic ORDER BY name").fetchall()
-            fields = [("topic_name", "BINARY", 192), ("db_name", "BINARY", 64),
-                      ("create_time", "TIMESTAMP", 8), ("sql", "BINARY", 16384)]
-            return fields, rows
+            # one column on 3.3.6.13 (tdengine-checked.md); ins_topics has the database too
+            rows = self.db.execute("SELECT name FROM _topic ORDER BY name").fetchall()
+            return [("topic_name", "BINARY", 192)], rows
+        if tokens.keyword("SHOW", "SUBSCRIPTIONS"):
+            return self.select("SELECT * FROM information_schema.ins_subscriptions", None)
+        if tokens.keyword("SHOW", "CONSUMERS"):
+            return self.select("SELECT * FROM performance_schema.perf_consumers", None)
+        if tokens.keyword("DROP", "CONSUMER", "GROUP"):
+            return self.drop_consumer_group(tokens)
         known = {"CREATE", "DROP", "ALTER", "SHOW", "USE", "DELETE", "DESC", "DESCRIBE", "GRANT",
                  "REVOKE", "SELECT", "INSERT", "FLUSH", "COMPACT", "KILL", "TRIM", "EXPLAIN"}
         if head in known:
@@ -405,6 +415,13 @@ class Server:
                 if if_not_exists:
                     return 0
                 raise SqlError(0x0381, "Database already exists")
+            # --- cue (control.py fail_create_database): the server refuses a new database, e.g.
+            # [0x03BA] Vnodes exhausted; an existing one is untouched, as on a real TDengine.
+            cue = self.db.execute("SELECT v FROM _ctl WHERE k = 'create_database_error'").fetchone()
+            if cue and cue[0]:
+                code, _, text = cue[0].partition(" ")
+                raise SqlError(int(code, 16), text)
+            # --- end of cue
             self.db.execute("INSERT INTO _db VALUES (?, ?, ?)", (name, precision, keep_ms))
         return 0
 
@@ -642,10 +659,11 @@ class Server:
             f"INSERT OR REPLACE INTO {_q('d', db, stable)} (tbname, {names}) VALUES ({marks})",
             converted,
         )
-        self.db.executemany(
-            "INSERT INTO _log (log_db, log_stable, log_tbname, log_ts) VALUES (?, ?, ?, ?)",
-            [(db, stable, table, row[ts_index + 1]) for row in converted],
-        )
+        if self.control("tmq_blind") != "1":  # cue: rows no subscription will ever deliver
+            self.db.executemany(
+                "INSERT INTO _log (log_db, log_stable, log_tbname, log_ts) VALUES (?, ?, ?, ?)",
+                [(db, stable, table, row[ts_index + 1]) for row in converted],
+            )
         return len(converted)
 
     @staticmethod
@@ -692,13 +710,71 @@ class Server:
             self.db.execute("DELETE FROM _topic WHERE name = ?", (name,))
         return 0
 
+    def drop_consumer_group(self, tokens: Tokens) -> int:
+        """DROP CONSUMER GROUP [IF EXISTS] [FORCE] g ON topic (mndProcessDropCgroupReq)."""
+        if_exists = tokens.keyword("IF", "EXISTS")
+        force = tokens.keyword("FORCE")
+        group = tokens.name()
+        tokens.expect("ON")
+        topic = tokens.name()
+        self.forget_dead_consumers()
+        with self.transaction():
+            if not self.db.execute("SELECT 1 FROM _sub WHERE topic = ? AND grp = ?", (topic, group)).fetchone():
+                if if_exists:
+                    return 0
+                raise SqlError(0x03E8, "Subcribe not exist")
+            if not force and self.consumers_holding(topic, group):
+                raise SqlError(0x03EC, "Consumer group being used by some consumer")
+            self.db.execute("DELETE FROM _sub WHERE topic = ? AND grp = ?", (topic, group))
+        return 0
+
+    def consumers_holding(self, topic: str, group: str) -> list[int]:
+        rows = self.db.execute("SELECT id, topics FROM _consumer WHERE grp = ?", (group,)).fetchall()
+        return [cid for cid, topics in rows if topic in topics.split(",")]
+
+    def add_consumer(self, group: str, client_id: str, topics: list[str], delay_s: float) -> int:
+        now = int(time.time() * 1000)
+        with self.transaction():
+            for topic in topics:
+                self.db.execute("INSERT OR IGNORE INTO _sub VALUES (?, ?)", (topic, group))
+            cursor = self.db.execute(
+                "INSERT INTO _consumer (grp, client_id, topics, pid, subscribe_ms, assigned_ms, epoch) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (group, client_id, ",".join(topics), os.getpid(), now, now + int(delay_s * 1000),
+                 self.control("epoch")))
+            return cursor.lastrowid
+
+    def remove_consumer(self, consumer_id: int) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM _consumer WHERE id = ?", (consumer_id,))
+
+    def forget_dead_consumers(self) -> None:
+        """The mnode drops a consumer that stopped heartbeating: at once here when its process is
+        gone; `session_timeout_s` after an adapter restart for one whose connection died with it
+        (closing it then reaches no one)."""
+        epoch, since_ms = self.control("epoch"), int(self.control("epoch_ms"))
+        expired = time.time() * 1000 - since_ms >= float(self.control("session_timeout_s")) * 1000
+        for cid, pid, consumer_epoch in self.db.execute("SELECT id, pid, epoch FROM _consumer").fetchall():
+            if not _process_alive(pid) or (consumer_epoch != epoch and expired):
+                self.remove_consumer(cid)
+
+    def assignment_held_by_another(self, consumer_id: int) -> bool:
+        """A vgroup belongs to one consumer of a group: an older one still registered (say, dead
+        since a restart but not yet timed out) keeps it from a newer one of the same group."""
+        self.forget_dead_consumers()
+        row = self.db.execute("SELECT grp, topics FROM _consumer WHERE id = ?", (consumer_id,)).fetchone()
+        if row is None:
+            return False
+        mine = set(row[1].split(","))
+        for (topics,) in self.db.execute("SELECT topics FROM _consumer WHERE grp = ? AND id < ?",
+                                         (row[0], consumer_id)).fetchall():
+            if mine & set(topics.split(",")):
+                return True
+        return False
+
     def topic(self, name: str) -> tuple[str, str, str] | None:
         """(db, stable, select) of a topic."""
         return self.db.execute("SELECT db, stable, sql FROM _topic WHERE name = ?", (name,)).fetchone()
-
-    def subscribe(self, topic: str, group: str) -> None:
-        with self.transaction():
-            self.db.execute("INSERT OR IGNORE INTO _sub VALUES (?, ?)", (topic, group))
 
     def last_seq(self) -> int:
         return self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM _log").fetchone()[0]
@@ -748,16 +824,20 @@ class Server:
             raise syntax_error(sql.strip()[:40])
         tokens = Tokens(match.group("table"))
         db, name = tokens.qualified()
-        if (db, name) == ("information_schema", "ins_databases"):
-            # the one system table the project reads: each database's name and precision
-            schema = [Column("name", "VARCHAR", 64), Column("precision", "VARCHAR", 2)]
-            db, stable, from_sql = db, name, '(SELECT name, precision AS "precision" FROM _db)'
+        if db in _SYSTEM_DATABASES:
+            if (db, name) not in _SYSTEM_TABLES:
+                raise Unsupported(f"system table {db}.{name}")
+            if name in ("ins_subscriptions", "perf_consumers"):
+                self.forget_dead_consumers()
+            columns, make_sql = _SYSTEM_TABLES[(db, name)]
+            schema = [Column(*c) for c in columns]
+            stable, from_sql = name, make_sql(int(time.time() * 1000))
         else:
             db, stable, child, schema = self.resolve(db, name, current_db)
             view = _q("v", db, stable)
             from_sql = view if child is None else f"(SELECT * FROM {view} WHERE tbname = '{child}')"
         rest = _now_arithmetic(match.group("rest") or "", PRECISION_PER_MS[self.database(db)[0]]
-                               if db != "information_schema" else 1)
+                               if db not in _SYSTEM_DATABASES else 1)
         for unsupported in ("INTERVAL", "FILL", "SLIMIT", "SESSION", "STATE_WINDOW", "NOW",
                             "JOIN", "UNION", "_WSTART", "_WEND"):
             if re.search(rf"\b{unsupported}\b", rest, re.I):
@@ -777,6 +857,9 @@ class Server:
                 continue
             alias_match = re.match(r"^(?P<expr>.*?)\s+AS\s+(?P<alias>`[^`]+`|\w+)$", raw, re.I | re.S)
             expr, alias = (alias_match.group("expr"), alias_match.group("alias")) if alias_match else (raw, None)
+            if expr.strip().lower() in _KEYWORD_COLUMNS:
+                # the real parser reads these as keywords: a column of that name needs backticks
+                raise syntax_error(f"{expr.strip()} from ...")
             kind, length = _expr_type(expr, by_name)
             translated = re.sub(r"\bAS\s+BIGINT\s*\)", "AS INTEGER)", expr, flags=re.I)
             translated = re.sub(r"\bAS\s+(DOUBLE|FLOAT)\s*\)", "AS REAL)", translated, flags=re.I)
@@ -789,7 +872,24 @@ class Server:
         return items
 
     def select(self, sql: str, current_db: str | None):
+        if _SERVER_VERSION.match(sql):
+            return [("server_version()", "VARCHAR", 72)], [(SERVER_VERSION,)]
+        interval = _INTERVAL.search(sql)
+        if interval:
+            sql = sql[:interval.start()] + sql[interval.end():]
         db, stable, schema, items, from_sql, rest = self.plan_select(sql, current_db)
+        if interval:
+            # windows start at whole multiples of the interval since the epoch; empty ones are absent
+            if re.search(r"\bGROUP\s+BY\b", rest, re.I):
+                raise Unsupported("INTERVAL with PARTITION BY")
+            amount, unit = int(interval.group(1)), interval.group(2).lower()
+            per_ms = PRECISION_PER_MS[self.database(db)[0]]
+            width = amount * (_RAW_UNITS[unit](per_ms))
+            ts = _col(schema[0].name)
+            window = f"({ts} - ({ts} % {width}))"
+            items = [(re.sub(r"\b_wstart\b", window, expr, flags=re.I), name, kind, length)
+                     for expr, name, kind, length in items]
+            rest = f"{rest} GROUP BY {window} ORDER BY {window}"
         wants_last = re.search(r"\b(LAST_ROW|LAST)\s*\(", sql, re.I) is not None
         select_list = ", ".join(expr for expr, *_ in items)
         if wants_last:
@@ -804,6 +904,70 @@ class Server:
             rows = [row[:-1] for row in rows if row[-1] is not None]
         return _fields(items, rows), rows
 
+
+_SYSTEM_DATABASES = ("information_schema", "performance_schema")
+_KEYWORD_COLUMNS = {"precision", "vgroups", "keep", "replica", "buffer"}  # checked: bare `vgroups` is 0x2600
+
+
+def _process_alive(pid: int) -> bool:
+    """Running, and not a zombie nobody has reaped yet."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+    except OSError:
+        return True
+
+
+def _subscriptions_sql(now: int) -> str:
+    """One row per (topic, group) (the fake has one vgroup); the consumer once it is assigned."""
+    holder = ("(SELECT MIN(c.id) FROM _consumer c WHERE c.grp = s.grp AND c.assigned_ms <= {now} "
+              "AND (',' || c.topics || ',') LIKE ('%,' || s.topic || ',%'))").format(now=now)
+    return (f"(SELECT s.topic AS topic_name, s.grp AS consumer_group, 2 AS vgroup_id, "
+            f"CASE WHEN {holder} IS NULL THEN NULL ELSE printf('0x%x', {holder}) END AS consumer_id, "
+            f"'root' AS \"user\", NULL AS fqdn, NULL AS \"offset\", 0 AS \"rows\" FROM _sub s)")
+
+
+def _consumers_sql(now: int) -> str:
+    return (f"(SELECT printf('0x%x', id) AS consumer_id, grp AS consumer_group, client_id, "
+            f"'root' AS \"user\", 'localhost' AS fqdn, "
+            f"CASE WHEN assigned_ms <= {now} THEN 'ready' ELSE 'rebalancing' END AS status, topics, "
+            f"subscribe_ms AS up_time, subscribe_ms AS subscribe_time, "
+            f"CASE WHEN assigned_ms <= {now} THEN assigned_ms ELSE NULL END AS rebalance_time, "
+            f"'' AS parameters, NULL AS poll_time FROM _consumer)")
+
+
+# The system tables the project reads: (columns as Column fields, SQLite subquery at a time).
+_SYSTEM_TABLES = {
+    ("information_schema", "ins_databases"): (
+        [("name", "VARCHAR", 64), ("precision", "VARCHAR", 2), ("vgroups", "INT", 4)],
+        lambda now: '(SELECT name, precision AS "precision", 1 AS vgroups FROM _db)'),
+    ("information_schema", "ins_topics"): (
+        [("topic_name", "VARCHAR", 192), ("db_name", "VARCHAR", 64), ("create_time", "TIMESTAMP", 8),
+         ("sql", "VARCHAR", 16384), ("schema", "VARCHAR", 16384), ("meta", "VARCHAR", 4),
+         ("type", "VARCHAR", 8)],
+        lambda now: ('(SELECT name AS topic_name, db AS db_name, 0 AS create_time, sql AS "sql", '
+                     "'' AS \"schema\", 'NO' AS meta, 'COLUMN' AS \"type\" FROM _topic)")),
+    ("information_schema", "ins_subscriptions"): (
+        [("topic_name", "VARCHAR", 192), ("consumer_group", "VARCHAR", 192), ("vgroup_id", "INT", 4),
+         ("consumer_id", "VARCHAR", 32), ("user", "VARCHAR", 23), ("fqdn", "VARCHAR", 128),
+         ("offset", "VARCHAR", 64), ("rows", "BIGINT", 8)],
+        _subscriptions_sql),
+    ("performance_schema", "perf_consumers"): (
+        [("consumer_id", "VARCHAR", 32), ("consumer_group", "VARCHAR", 192), ("client_id", "VARCHAR", 256),
+         ("user", "VARCHAR", 23), ("fqdn", "VARCHAR", 128), ("status", "VARCHAR", 20),
+         ("topics", "VARCHAR", 192), ("up_time", "TIMESTAMP", 8), ("subscribe_time", "TIMESTAMP", 8),
+         ("rebalance_time", "TIMESTAMP", 8), ("parameters", "VARCHAR", 192), ("poll_time", "TIMESTAMP", 8)],
+        _consumers_sql),
+}
+_SERVER_VERSION = re.compile(r"^\s*SELECT\s+SERVER_VERSION\s*\(\s*\)\s*;?\s*$", re.I)
+_INTERVAL = re.compile(r"\bINTERVAL\s*\(\s*(\d+)\s*([abusmhdw])\s*\)\s*;?\s*$", re.I)
+# raw units of one interval unit, given raw units per millisecond
+_RAW_UNITS = {"b": lambda per_ms: per_ms // 1_000_000 or 1, "u": lambda per_ms: per_ms // 1000 or 1,
+              "a": lambda per_ms: per_ms, "s": lambda per_ms: 1000 * per_ms, "m": lambda per_ms: 60_000 * per_ms,
+              "h": lambda per_ms: 3_600_000 * per_ms, "d": lambda per_ms: DAY_MS * per_ms,
+              "w": lambda per_ms: 7 * DAY_MS * per_ms}
 
 _NOW = re.compile(r"\bNOW\s*\(\s*\)(?:\s*([+-])\s*(\d+)\s*([a-z]))?", re.I)
 _DURATION_MS = {"a": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": DAY_MS, "w": 7 * DAY_MS}
@@ -857,6 +1021,8 @@ def _expr_type(expr: str, by_name: dict[str, Column]) -> tuple[str | None, int]:
     bare = text.strip("`").lower()
     if bare == "tbname":
         return "VARCHAR", 192
+    if bare in ("_wstart", "_wend"):
+        return "TIMESTAMP", 8
     if bare in by_name:
         col = by_name[bare]
         return col.type, col.length
