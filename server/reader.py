@@ -314,8 +314,8 @@ class Reader:
                   total=self.groups_dropped)
 
     def reconcile(self) -> None:
-        """One pass (reconcile.py): repair the chunks that still lack rows the database held at
-        the previous pass, then count the database's rows per settled chunk for the next."""
+        """One pass (reconcile.py): repair the chunks that still lack rows the database held when
+        last counted, then count the database's rows per chunk for a later pass."""
         watermark = self.dedup.watermark()
         if watermark is None:
             return
@@ -324,6 +324,7 @@ class Reader:
         window_start = int((self.wall() - self.settings.window_s) * 1000) * scale
         span = reconciler.span(window_start, watermark)
         ledger.forget_before(span.start - 1)
+        reconciler.forget_before(span.start)
         in_window = sum(found for cid, found in reconciler.previous.items() if cid in span)
         if in_window > self.settings.limit:
             # the table cannot hold the window: repairs would only evict other rows of it
@@ -340,13 +341,13 @@ class Reader:
                 self.status["last_error"] = None
             for cid in reconciler.suspects(span, ledger.count):
                 self.repair(cid, span)
-        if not span:
-            reconciler.observed({})
+        counted = reconciler.next_pass(span)
+        if not counted:
             return
         chunk = reconciler.chunk
-        counts = self.source.rows(self.schema.chunk_counts_sql(span.start * chunk, span.stop * chunk,
-                                                               chunk // scale))
-        reconciler.observed({int(start) // chunk: int(found) for start, found in counts})
+        rows = self.source.rows(self.schema.chunk_counts_sql(counted.start * chunk, counted.stop * chunk,
+                                                             chunk // scale))
+        reconciler.observed(counted, {int(start) // chunk: int(found) for start, found in rows})
 
     def repair(self, cid: int, span: range) -> None:
         """Re-read one chunk; the rows the ledger lacks are delivered, whatever their lateness."""
