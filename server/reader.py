@@ -44,6 +44,7 @@ STATUS_EVERY_S = 1.0
 RETRY_INITIAL_S = 0.5
 PROBE_AFTER_S = 1.0    # no message for this long: check the query connection every PROBE_AFTER_S
 PROBE_SQL = "SELECT SERVER_VERSION()"
+RETRY_LOG_EVERY_S = 30.0  # an outage's retries are logged at WARNING this often (and on a new error)
 GROUP_CLEANUP_EVERY_S = 30.0  # while live: drop groups whose consumers have gone (old sessions', others')
 
 
@@ -86,6 +87,7 @@ class Reader:
         self.missed_retired = 0
         self.reconciler: Reconciler | None = None  # subscription mode, once the schema is known
         self.oversized = False  # the window holds more rows than the window table (reported once)
+        self.failures, self.last_failure, self.last_warned = 0, None, -RETRY_LOG_EVERY_S  # retries, for the log
         self.topic: str | None = None
         self.group: str | None = None  # this session's consumer group (settings.consumer_group + a nonce)
         self.subscribed_in = 0.0       # how long its subscribe() took (1.5 s right after a restart)
@@ -114,7 +116,7 @@ class Reader:
                 dropped = self.source.leave(self.topic, self.group)
                 event(log, logging.INFO, "left the subscription", group=self.group, group_dropped=dropped)
                 try:
-                    self.drop_idle_groups()  # earlier sessions' groups whose consumers are gone by now
+                    self.drop_idle_groups(keep=None)  # earlier sessions' groups whose consumers are gone
                 except (Unavailable, NotReady):
                     pass
             self.source.close()
@@ -127,8 +129,16 @@ class Reader:
                            waiting_for=str(error) if reachable else "database connection")
         if reachable:
             self.status["unreachable_since"] = None
-        event(log, logging.WARNING, "database not ready, retrying" if reachable else "database unavailable, retrying",
-              retry_in_s=round(delay, 2), error=error)
+        # retries come every second: say so at WARNING when the error changes and every
+        # RETRY_LOG_EVERY_S meanwhile, not once per attempt
+        self.failures += 1
+        now, text = self.mono(), str(error)
+        loud = text != self.last_failure or now - self.last_warned >= RETRY_LOG_EVERY_S
+        if loud:
+            self.last_failure, self.last_warned = text, now
+        event(log, logging.WARNING if loud else logging.DEBUG,
+              "database not ready, retrying" if reachable else "database unavailable, retrying",
+              retry_in_s=round(delay, 2), attempts=self.failures, error=error)
         self.report(force=True)
         self.stop.wait(delay)
 
@@ -145,7 +155,7 @@ class Reader:
             topic, dropped = source.ensure_topic(self.schema, TOPIC_PREFIX)
             if dropped:
                 event(log, logging.INFO, "dropped stale topics", topics=",".join(dropped))
-            self.drop_idle_groups()
+            self.drop_idle_groups(keep=None)  # the last session's group too, if its consumer is gone
             # A new group for every subscription: after a TDengine restart the dead consumer of
             # the old group still holds its vgroups until its session times out (measured: a new
             # consumer in the same group was assigned 10 s after subscribing, in a new group
@@ -156,6 +166,7 @@ class Reader:
             self.subscribed_in = round(self.mono() - subscribing, 3)
             self.topic = topic
         self.backoff.reset()
+        self.failures, self.last_failure = 0, None
         if self.sessions:
             self.status["rebuilds"] += 1  # connection and subscription rebuilt after a working session
         self.sessions += 1
@@ -288,7 +299,7 @@ class Reader:
                 last_message = now
             self.report()
             if now - last_cleanup >= GROUP_CLEANUP_EVERY_S:
-                self.drop_idle_groups()
+                self.drop_idle_groups(keep=self.group)
                 last_cleanup = now
             if every and now - last_reconcile >= every:
                 self.reconcile()
@@ -304,10 +315,11 @@ class Reader:
                         raise Rebuild(f"no message for {quiet:.1f} s while the database has newer rows "
                                       f"({newest[0][0]} > {watermark})")
 
-    def drop_idle_groups(self) -> None:
-        """Groups on our topics that no live consumer holds: earlier sessions' (their dead consumer
-        times out some seconds after a restart), crashed servers', recreated containers'."""
-        idle = self.source.drop_idle_groups(TOPIC_PREFIX, own=self.group or "")
+    def drop_idle_groups(self, keep: str | None) -> None:
+        """Groups on our topics that no live consumer holds, but `keep`: earlier sessions' (their
+        dead consumer times out some seconds after a restart), crashed servers', recreated
+        containers'."""
+        idle = self.source.drop_idle_groups(TOPIC_PREFIX, keep=keep)
         if idle:
             self.groups_dropped += len(idle)
             event(log, logging.INFO, "dropped idle consumer groups", groups=",".join(idle),

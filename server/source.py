@@ -94,11 +94,11 @@ class Source:
                 dropped.append(topic)
         return name, dropped
 
-    def drop_idle_groups(self, prefix: str, own: str) -> list[str]:
+    def drop_idle_groups(self, prefix: str, keep: str | None = None) -> list[str]:
         """Drop the consumer groups on our topics (named `prefix_...`) that no live consumer holds:
-        what stopped or crashed servers left behind (each start of a recreated container is a new
-        group). A group is idle when its subscriptions show no consumer and no live consumer names
-        it; our `own` group is about to be used again. Returns 'group@topic' for each dropped."""
+        what stopped or crashed servers and earlier sessions left behind. A group is idle when its
+        subscriptions show no consumer and no live consumer names it; `keep` is spared (ours, in
+        use). Returns 'group@topic' for each dropped."""
         subscriptions = self.rows("SELECT topic_name, consumer_group, consumer_id "
                                   "FROM information_schema.ins_subscriptions")
         live = {row[0] for row in self.rows("SELECT consumer_group FROM performance_schema.perf_consumers")}
@@ -108,7 +108,7 @@ class Source:
                 held[(topic, group)] = held.get((topic, group), False) or consumer is not None
         dropped = []
         for (topic, group), has_consumer in sorted(held.items()):
-            if has_consumer or group in live or group == own:
+            if has_consumer or group in live or group == keep:
                 continue
             if self._tolerate(lambda t=topic, g=group: self.conn.execute(f"DROP CONSUMER GROUP IF EXISTS {g} ON {t}"),
                               f"DROP CONSUMER GROUP {group} ON {topic}") is None:

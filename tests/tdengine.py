@@ -178,9 +178,10 @@ def start_restartable_container():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    container = DockerContainer(image).with_bind_ports(6041, port)
+    container = DockerContainer(image)
+    container.ports["6041/tcp"] = ("127.0.0.1", port)  # loopback only (docker-py's (ip, port) form)
     container.start()
-    host = container.get_container_host_ip()
+    host = "127.0.0.1"
     wait_for_sql(f"http://{host}:{port}/rest/sql", "root", "taosdata", timeout_s=180)
     server = DatabaseServer(f"ws://{host}:{port}", "root", "taosdata", f"testcontainers {image}",
                             logs=lambda: container.get_wrapped_container().logs(tail=2000).decode(errors="replace"))
