@@ -3,6 +3,10 @@ the real server fed by the fake taosws."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
+
 import pytest
 
 from server import readonly
@@ -26,6 +30,45 @@ CHART_MARKS = """([slot, tag]) => {
     return Array.from(plugin.shadowRoot.querySelectorAll("path"))
         .filter((p) => (p.parentNode.getAttribute("class") || "").includes("bar")).length;
 }"""
+
+
+async def wait_chart(page, slot: str, tag: str, timeout_s: float = 20) -> int:
+    """Wait until the chart in `slot` has drawn marks (CHART_MARKS is -1, truthy, before it has a plugin)."""
+    await page.wait_for_function(f"(args) => ({CHART_MARKS})(args) > 0", arg=[slot, tag], timeout=timeout_s * 1000)
+    return await page.evaluate(CHART_MARKS, [slot, tag])
+
+
+# What the voltage chart really drew: the time range of the points on its lines (d3 keeps each
+# line's points on its path element), and the viewer's "Rendering N% of points" warning if any.
+CHART_X_RANGE = """(slot) => {
+    const viewer = document.querySelector(`perspective-viewer[slot="${slot}"]`);
+    const plugin = viewer && viewer.querySelector("perspective-viewer-d3fc-yline");
+    if (!plugin || !plugin.shadowRoot) return null;
+    let lo = Infinity, hi = -Infinity, points = 0, lines = 0;
+    for (const path of plugin.shadowRoot.querySelectorAll("path.line")) {
+        const series = path.__data__;
+        if (!Array.isArray(series) || !series.length) continue;
+        lines += 1;
+        for (const point of series) {
+            const x = +point.crossValue;
+            if (!Number.isFinite(x)) continue;
+            points += 1;
+            lo = Math.min(lo, x);
+            hi = Math.max(hi, x);
+        }
+    }
+    const warning = viewer.shadowRoot && viewer.shadowRoot.querySelector("#plugin_information--size");
+    return {lo, hi, points, lines, warning: warning ? warning.textContent : null};
+}"""
+
+# The newest row's time, from /healthz: asking the 600,000-row table itself (a sorted view) costs
+# the server's one engine thread seconds, and the charts wait behind it.
+NEWEST_ROW = """async () => Date.parse((await (await fetch("/healthz", {cache: "no-store"})).json()).newest_row)"""
+
+RENDER_WARNINGS = """() => Array.from(document.querySelectorAll("perspective-viewer")).map((viewer) => {
+    const warning = viewer.shadowRoot && viewer.shadowRoot.querySelector("#plugin_information--size");
+    return [viewer.getAttribute("slot"), warning ? warning.textContent : null];
+}).filter(([, text]) => text)"""
 
 
 @pytest.fixture
@@ -77,8 +120,7 @@ def test_live_dashboard_grid_charts_and_same_origin(stack):
         }""")
         marks = {}
         for slot, tag in (("voltage", "perspective-viewer-d3fc-yline"), ("current", "perspective-viewer-d3fc-ybar")):
-            await page.wait_for_function(CHART_MARKS, arg=[slot, tag], timeout=20_000)
-            marks[slot] = await page.evaluate(CHART_MARKS, [slot, tag])
+            marks[slot] = await wait_chart(page, slot, tag)
         latest = await wait_size(page, "latest", 30)
         metrics = await page.locator("#dashboard-metrics").text_content()
         ARTIFACTS.mkdir(exist_ok=True)
@@ -99,7 +141,32 @@ def test_live_dashboard_grid_charts_and_same_origin(stack):
     # the viewer only ever asked to read: the server's allow-list lets all of it through
     kinds = {readonly.parse_request(frame)[2] for frame in frames if isinstance(frame, bytes)}
     assert kinds and kinds <= set(readonly.READ_REQUESTS), kinds - set(readonly.READ_REQUESTS)
-    assert server.healthz()[1]["refused_requests"] == 0
+    health = server.healthz()[1]
+    assert health["refused_requests"] == 0
+    assert health["refused_origins"] == 0  # the page's own origin: nginx passed its Host on
+
+
+def test_a_page_of_another_origin_cannot_open_the_websocket(stack, fake_taosws):
+    """Cross-site WebSocket hijacking: a page served elsewhere (here: the same bundle on another
+    port, another origin) must not read the dashboard's tables through the visitor's browser."""
+    writer = Writer(fake_taosws)
+    writer.write(ticks(3, now_ms() - 3000, 3))
+    server = stack.server()
+    server.wait_health(lambda h: h["phase"] == "live")
+    dashboard, elsewhere = stack.nginx(server.port), stack.nginx(server.port)
+    target = dashboard.url.replace("http://", "ws://") + "/websocket"
+
+    async def scenario(page, requests):
+        await page.goto(elsewhere.url)
+        await wait_status(page, "connected")  # its own origin works there...
+        return await page.evaluate("""(url) => new Promise((resolve) => {
+            const socket = new WebSocket(url);  // ...but not across origins
+            socket.onopen = () => resolve("open");
+            socket.onerror = () => resolve("refused");
+        })""", target)
+
+    assert browse(scenario) == "refused"
+    assert server.healthz()[1]["refused_origins"] == 1
 
 
 def test_the_js_client_cannot_write(stack, fake_taosws):
@@ -222,6 +289,43 @@ def test_layout_survives_a_reload_and_reset_restores_the_default(stack, fake_tao
     assert after_reset == default
 
 
+def test_a_saved_layout_charting_raw_timestamps_gets_time_buckets(stack, fake_taosws):
+    """A layout saved by the earlier page (voltage over raw `ts`) would hide the newest minutes
+    again: it is restored with the time buckets, the rest as saved."""
+    Writer(fake_taosws).write(ticks(3, now_ms() - 3000, 3))
+    server = stack.server()
+    server.wait_health(lambda h: h["rows_delivered"] == 9)
+    proxy = stack.nginx(server.port)
+
+    async def scenario(page, requests):
+        await page.goto(proxy.url)
+        await wait_status(page, "connected")
+        # what the earlier page saved: its default layout, voltage grouped by raw ts, one title changed
+        layout = await page.evaluate("""async () => {
+            const layout = await document.getElementById("workspace").save();
+            layout.viewers.voltage.group_by = ["ts"];
+            layout.viewers.voltage.expressions = {};
+            layout.viewers.grid.title = "My grid";
+            return layout;
+        }""")
+        # stored before the page's script runs (the live page saves its own layout as it changes)
+        await page.add_init_script(f"localStorage.setItem('meters-dashboard-layout', {json.dumps(json.dumps(layout))})")
+        old = layout["viewers"]["voltage"]
+        await page.reload()
+        await wait_status(page, "connected")  # the workspace is restored
+        return old, await page.evaluate("""async () => {
+            const viewer = (slot) => document.querySelector(`perspective-viewer[slot="${slot}"]`);
+            return {voltage: await viewer("voltage").save(), grid: await viewer("grid").save()};
+        }""")
+
+    old, restored = browse(scenario)
+    assert old["group_by"] == ["ts"]
+    bucket = restored["voltage"]["group_by"]
+    assert len(bucket) == 1 and bucket != ["ts"], restored["voltage"]
+    assert restored["voltage"]["expressions"][bucket[0]] == """bucket("ts", '10s')"""
+    assert restored["voltage"]["split_by"] == ["location"] and restored["grid"]["title"] == "My grid"
+
+
 def test_a_table_of_another_shape_falls_back_to_a_plain_grid(stack, fake_taosws):
     conn = fake_taosws.connect("ws://root:taosdata@localhost:6041")
     conn.execute("CREATE DATABASE plant KEEP 30d DURATION 1d")
@@ -245,3 +349,53 @@ def test_a_table_of_another_shape_falls_back_to_a_plain_grid(stack, fake_taosws)
     viewers = browse(scenario)
     assert len(viewers) == 1 and viewers[0][0] == "grid"
     assert "perspective-viewer-datagrid" in viewers[0][1], viewers
+
+
+@pytest.mark.timeout(600)  # 600,000 rows through the fake database and the server
+def test_voltage_chart_draws_the_whole_window_up_to_the_newest_row_at_1000_meters(stack):
+    """1,000 meters, one reading a second, a 10-minute window (600,000 rows): the voltage chart
+    draws the whole window, up to the newest row, and no chart says "Rendering N% of points" (a
+    chart of raw timestamps has 6,000 points, over the line chart's 4,000, and so drew only the
+    oldest 60 % of the window).
+
+    The producer stops once the window is written: every grouped mean over 600,000 rows costs the
+    server's engine thread most of a second per update on this machine, and under a live stream the
+    page's requests would queue behind the updates. Here the question is what the chart draws."""
+    meters, interval_ms, window_s = 1000, 1000, 600
+    producer = stack.producer(PRODUCER_METERS=meters, PRODUCER_INTERVAL_MS=interval_ms, PRODUCER_BACKFILL="10m")
+    producer.wait_for("backfill done", timeout_s=120)
+    assert producer.stop()[0] == 0
+    # chunks of a minute: the fake database answers a 10 s chunk about as slowly as a minute's
+    server = stack.server(SERVER_WINDOW="10m", SERVER_METERS=meters, SERVER_INTERVAL_MS=interval_ms,
+                          SERVER_BACKFILL_CHUNK="1m", SERVER_STALE_AFTER="1h")
+    # the window ends now: the first seconds of the backfill have left it by the time it is read
+    health = server.wait_health(lambda h: h["phase"] == "live" and (h["table_rows"] or 0) >= meters * (window_s - 30),
+                                timeout_s=180)
+    readings = health["table_rows"] // meters
+    assert health["table_rows"] == readings * meters  # whole ticks: the oldest row is readings - 1 ticks old
+    proxy = stack.nginx(server.port)
+
+    async def scenario(page, requests):
+        await page.goto(proxy.url)
+        await wait_status(page, "connected", timeout_s=120)
+        await wait_chart(page, "voltage", "perspective-viewer-d3fc-yline", timeout_s=60)
+        await wait_chart(page, "current", "perspective-viewer-d3fc-ybar", timeout_s=60)
+        await asyncio.sleep(2)  # a warning would be shown by now
+        drawn = await page.evaluate(CHART_X_RANGE, "voltage")
+        newest = await page.evaluate(NEWEST_ROW)
+        warnings = await page.evaluate(RENDER_WARNINGS)
+        bars = await page.evaluate(CHART_MARKS, ["current", "perspective-viewer-d3fc-ybar"])
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "dashboard-1000-meters.png"))
+        return drawn, newest, warnings, bars
+
+    drawn, newest, warnings, bars = browse(scenario)
+    assert drawn and drawn["points"] and drawn["lines"] >= 5, drawn  # a line per location
+    # The newest row's time is inside the chart's x range (its point is the start of a time bucket,
+    # under 10 s before it), and so is the oldest row's: all of the window is drawn.
+    oldest = newest - (readings - 1) * interval_ms
+    behind_s = (newest - drawn["hi"]) / 1000
+    assert 0 <= behind_s < 10, (f"the chart's newest point is {behind_s:.0f} s before the newest row", drawn, newest)
+    assert drawn["lo"] <= oldest < drawn["lo"] + 10_000, ("the chart does not start at the oldest row", drawn, oldest)
+    assert warnings == [], warnings
+    assert bars >= 5  # current by location: one bar per location

@@ -10,7 +10,7 @@ import "@perspective-dev/viewer/dist/css/themes.css";
 import "@perspective-dev/workspace/dist/css/pro.css";
 import "./style.css";
 
-import { LATEST, METERS, fitsMeters, gridLayout, metersLayout } from "./layout.js";
+import { LATEST, METERS, fitsMeters, gridLayout, metersLayout, upgradeLayout } from "./layout.js";
 
 const STORAGE_KEY = "meters-dashboard-layout";
 const HEALTH_EVERY_MS = 2000;
@@ -20,7 +20,7 @@ const statusEl = document.getElementById("dashboard-status");
 const metricsEl = document.getElementById("dashboard-metrics");
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const state = {
-    socket: "connecting", health: null, generation: 0, client: null,
+    socket: "connecting", connectedOnce: false, health: null, generation: 0, client: null,
     defaultLayout: null, layout: null, workspace: document.getElementById("workspace"),
 };
 window.dashboard = state; // for debugging and the browser tests; the server is read-only anyway
@@ -32,6 +32,8 @@ function websocketUrl() {
 
 // --- status line -------------------------------------------------------------------------------------
 
+// What the page waits for, most basic first: the server (its WebSocket and /healthz), then the
+// database behind it, then the tables.
 function render() {
     const health = state.health;
     let label, kind;
@@ -39,7 +41,9 @@ function render() {
         [label, kind] = ["reconnecting…", "reconnecting"];
     } else if (state.socket === "unreachable" || health === "unreachable") {
         [label, kind] = ["server unreachable", "unreachable"];
-    } else if (!health || !health.database_reachable || health.waiting_for || health.rows_delivered === 0) {
+    } else if (!health) {
+        [label, kind] = ["connecting…", "connecting"];  // no answer from /healthz yet
+    } else if (!health.database_reachable || health.waiting_for || health.rows_delivered === 0) {
         [label, kind] = ["waiting for database", "waiting"];
     } else if (state.socket === "connected") {
         [label, kind] = ["connected", "connected"];
@@ -55,11 +59,23 @@ function render() {
     }
 }
 
+/** The server's /healthz JSON (200, or 503 saying why); throws when no server answered. */
+async function health() {
+    const response = await fetch("/healthz", { cache: "no-store" });
+    // With no server behind it nginx answers 502 or 504 itself, with an HTML page: that is not
+    // the server speaking, whatever the status.
+    if (!(response.headers.get("Content-Type") || "").includes("application/json")) {
+        throw new Error(`/healthz: ${response.status} without the server's JSON`);
+    }
+    const body = await response.json();
+    if (!body || typeof body !== "object") throw new Error("/healthz: not a JSON object");
+    return body;
+}
+
 async function watchHealth() {
     for (;;) {
         try {
-            const response = await fetch("/healthz", { cache: "no-store" });
-            state.health = await response.json();  // 503 still carries the JSON body
+            state.health = await health();
         } catch {
             state.health = "unreachable";
         }
@@ -108,7 +124,9 @@ async function connect() {
         try {
             return await perspective.websocket(websocketUrl());
         } catch {
-            state.socket = attempt === 0 ? "reconnecting" : "unreachable";
+            // A page that had its tables says it reconnects; after that first retry, or when it
+            // never reached the server, it says the server is unreachable.
+            state.socket = attempt === 0 && state.connectedOnce ? "reconnecting" : "unreachable";
             render();
             await sleep(BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)]);
         }
@@ -132,6 +150,8 @@ async function start() {
     const generation = ++state.generation;
     const client = await connect();
     state.client = client;
+    state.socket = "connecting";  // the server answers: from here on /healthz says what is missing
+    render();
     client.on_error(() => {
         if (generation === state.generation) {
             state.socket = "reconnecting";
@@ -146,12 +166,13 @@ async function start() {
             const table = names.includes(METERS) ? METERS : names[0];
             const schema = await (await client.open_table(table)).schema();
             state.defaultLayout = names.includes(LATEST) && fitsMeters(schema) ? metersLayout() : gridLayout(table);
-            state.layout = savedLayout() || state.defaultLayout;
+            state.layout = upgradeLayout(savedLayout()) || state.defaultLayout;
         }
         const workspace = freshWorkspace();
         await workspace.load(client);
         await workspace.restore(state.layout);
         state.socket = "connected";
+        state.connectedOnce = true;
         render();
     } catch (error) {
         console.warn("dashboard: reconnecting after", error);
