@@ -50,32 +50,6 @@ class Writer:
         return {(r[0], r[1]) for r in rows}
 
 
-@pytest.fixture
-def writer(fake_taosws):
-    return Writer(fake_taosws)
-
-
-@pytest.fixture(params=["subscribe", "poll"])
-def mode(request) -> str:
-    """Every server test runs with live rows from a subscription and from polling."""
-    return request.param
-
-
-@pytest.fixture
-def start_server(fake_env, tmp_path, mode):
-    started = []
-
-    def start(**settings):
-        server = ServerProcess(fake_env, tmp_path, **{**FAST, "SERVER_MODE": mode, **settings})
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        if server.proc.poll() is None:
-            server.proc.kill()
-
-
 async def hosted(server) -> tuple[dict, dict]:
     async with perspective_client(server.websocket_url) as client:
         return await table_columns(client, "meters"), await table_columns(client, "meters_latest")

@@ -11,32 +11,13 @@ import time
 
 import pytest
 
-from tests.component.test_server_process import FAST, Writer, assert_exactly_once, hosted, now_ms, ticks
-from tests.server_process import ServerProcess
+from tests.component.test_server_process import Writer, assert_exactly_once, hosted, now_ms, ticks
+
+pytestmark = pytest.mark.parametrize("mode", ["subscribe"])  # the subscription's recovery
 
 # Reconciliation in small chunks, often, so a gap settles and is repaired within a test's patience;
 # a stall timeout long enough that the watchdog's rebuild (which would refill the gap too) stays out.
 RECONCILE = {"SERVER_RECONCILE_CHUNK": "1s", "SERVER_RECONCILE_EVERY": "300ms", "SERVER_STALL_TIMEOUT": "60s"}
-
-
-@pytest.fixture
-def writer(fake_taosws):
-    return Writer(fake_taosws)
-
-
-@pytest.fixture
-def start_server(fake_env, tmp_path):
-    started = []
-
-    def start(**settings):
-        server = ServerProcess(fake_env, tmp_path, **{**FAST, **settings})
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        if server.proc.poll() is None:
-            server.proc.kill()
 
 
 class Ticking:
@@ -85,7 +66,7 @@ def test_rows_written_while_the_assignment_is_late_are_not_lost(start_server, wr
     fake_control.delay_assignment(3)
     ticking = Ticking(writer, 3)
     try:
-        server = start_server(SERVER_MODE="subscribe", SERVER_RECONCILE_EVERY="0", SERVER_STALL_TIMEOUT="20s")
+        server = start_server(SERVER_RECONCILE_EVERY="0", SERVER_STALL_TIMEOUT="20s")
         body = server.wait_health(lambda h: h["phase"] == "live", timeout_s=30)
         assert body["assignment_wait_s"] >= 2.5  # it did wait for the assignment
         time.sleep(3)  # the assignment has come; live rows flow
@@ -98,7 +79,7 @@ def test_rows_written_while_the_assignment_is_late_are_not_lost(start_server, wr
 def test_a_gap_the_subscription_never_delivers_is_repaired_and_reported(start_server, writer, fake_control):
     start = now_ms() - 10_000
     writer.write(ticks(3, start, 10))
-    server = start_server(SERVER_MODE="subscribe", **RECONCILE)
+    server = start_server(**RECONCILE)
     server.wait_health(lambda h: h["phase"] == "live")
     ticking = Ticking(writer, 3)
     try:
@@ -126,7 +107,7 @@ def test_a_repair_in_a_full_window_table_keeps_the_newest_rows(start_server, wri
     limit = meters * window_s * 1000 // interval_ms
     start = now_ms() - window_s * 1000
     writer.write(ticks(meters, start, window_s * 1000 // interval_ms, step=interval_ms))
-    server = start_server(SERVER_MODE="subscribe", SERVER_WINDOW=f"{window_s}s", SERVER_METERS=meters,
+    server = start_server(SERVER_WINDOW=f"{window_s}s", SERVER_METERS=meters,
                           SERVER_INTERVAL_MS=interval_ms, SERVER_LIMIT=limit, **RECONCILE)
     server.wait_health(lambda h: h["phase"] == "live")
     ticking = Ticking(writer, meters, every_s=interval_ms / 1000)
@@ -155,7 +136,7 @@ def test_a_failed_query_rebuilds_at_once_not_after_the_stall_timeout(start_serve
     the reader's next query fails, and that alone must start the rebuild."""
     start = now_ms() - 5_000
     writer.write(ticks(2, start, 5))
-    server = start_server(SERVER_MODE="subscribe", SERVER_STALL_TIMEOUT="60s", SERVER_RECONCILE_EVERY="0")
+    server = start_server(SERVER_STALL_TIMEOUT="60s", SERVER_RECONCILE_EVERY="0")
     server.wait_health(lambda h: h["phase"] == "live")
     fake_control.restart_adapter()
     restarted = time.monotonic()
@@ -183,7 +164,7 @@ def by_prefix(found: dict[str, bool]) -> dict[str, bool]:
 def test_a_stopped_server_drops_its_group_and_a_starting_one_drops_idle_groups(start_server, writer,
                                                                                 fake_taosws):
     writer.write(ticks(2, now_ms() - 3000, 3))
-    first = start_server(SERVER_MODE="subscribe", SERVER_INSTANCE="first")
+    first = start_server(SERVER_INSTANCE="first")
     body = first.wait_health(lambda h: h["phase"] == "live")
     topic = body["topic"]
     assert body["consumer_group"].startswith("dash_first_") and groups(writer) == {body["consumer_group"]: True}
@@ -191,7 +172,7 @@ def test_a_stopped_server_drops_its_group_and_a_starting_one_drops_idle_groups(s
     assert groups(writer) == {}, "a clean stop leaves no group behind"
 
     # a server killed outright (reader and all) leaves its group; so did an old consumer
-    crashed = start_server(SERVER_MODE="subscribe", SERVER_INSTANCE="crashed")
+    crashed = start_server(SERVER_INSTANCE="crashed")
     crashed.wait_health(lambda h: h["phase"] == "live")
     os.kill(crashed.reader_pid(), signal.SIGKILL)
     crashed.proc.kill()
@@ -206,7 +187,7 @@ def test_a_stopped_server_drops_its_group_and_a_starting_one_drops_idle_groups(s
         while by_prefix(groups(writer)).get("dash_crashed") and time.monotonic() < deadline:
             time.sleep(0.2)  # the killed reader process goes a moment after the server
         assert by_prefix(groups(writer)) == {"dash_crashed": False, "dash_old": False, "dash_busy": True}
-        second = start_server(SERVER_MODE="subscribe", SERVER_INSTANCE="second")
+        second = start_server(SERVER_INSTANCE="second")
         second.wait_health(lambda h: h["phase"] == "live")
         assert by_prefix(groups(writer)) == {"dash_busy": True, "dash_second": True}
         assert "dropped idle consumer groups" in second.output()
@@ -218,7 +199,7 @@ def test_every_subscription_is_a_new_group_so_a_dead_consumer_holds_nothing(star
     """After a TDengine restart the old group's dead consumer keeps its vgroups until its session
     times out (10 s measured on 3.3.6.13); a new group is assigned at once."""
     writer.write(ticks(2, now_ms() - 3000, 3))
-    server = start_server(SERVER_MODE="subscribe", SERVER_INSTANCE="fresh")
+    server = start_server(SERVER_INSTANCE="fresh")
     first = server.wait_health(lambda h: h["phase"] == "live")["consumer_group"]
     fake_control.restart_adapter()
     writer.write(ticks(2, now_ms(), 1))

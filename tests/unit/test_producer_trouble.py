@@ -11,7 +11,7 @@ import pytest
 from producer import healthcheck
 from producer.database import Rejected, Unavailable
 from producer.errors import diagnose
-from producer.service import REMIND_EVERY_S, Producer
+from producer.service import Producer
 from producer.settings import ProducerSettings
 
 VNODES = "[0x03BA] Internal error: Vnodes exhausted"

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from producer.simulator import GROUPS, LOCATIONS, NOMINAL_VOLTAGE, SAG_PROBABILITY, make_fleet, simulate
 
