@@ -50,7 +50,9 @@ TDENGINE_ERRORS: dict[int, tuple[str, str, str]] = {
              "give the TDengine server more memory or drop databases you no longer need"),
     0x0357: (OPERATOR, "TDengine refused the user name or password (Authentication failure)",
              "set TDENGINE_USER/TDENGINE_PASSWORD to an account TDengine accepts (the root "
-             "password is the one stored in TDengine's data volume)"),
+             "password is the one stored in TDengine's data volume; TDengine 3.3.6 ignores a weak "
+             "TAOS_ROOT_PASSWORD at its first start and keeps taosdata: use 8+ characters with 3 of "
+             "upper case, lower case, digits, punctuation)"),
     0x0315: (OPERATOR, "the TDengine user is disabled",
              "enable it (ALTER USER <name> ENABLE 1;) or set TDENGINE_USER to another user"),
     0x0303: (OPERATOR, "the TDengine user lacks a privilege this needs (Insufficient privilege)",
