@@ -5,8 +5,13 @@ Facts relied on (shared/reference/tdengine-checked.md):
 - A topic may select tbname and CAST(ts AS BIGINT); consumers take the DSN with group.id,
   client.id and auto.offset.reset; blocks offer fetchall().
 - With auto.offset.reset=latest the start position is fixed at the first poll(), not subscribe(),
-  and only once the consumer holds its vgroup assignment: after a TDengine restart it comes
-  seconds after a first poll that returned at once (`assignment()` then lists fewer vgroups).
+  and only once the consumer holds its vgroup assignment (`assignment()` lists fewer vgroups
+  before). After a TDengine restart a new consumer of an old group gets it only when the group's
+  dead consumer times out (10 s measured on 3.3.6.13), one of a new group within ~50 ms; the first
+  poll returns at once either way (contract test
+  test_after_a_restart_the_old_groups_dead_consumer_keeps_the_vgroups_a_new_group_gets_them).
+- Right after a restart, subscribe() takes about 1.5 s; a message's blocks may then fail as they
+  are read, with ConsumerException [0xE002].
 - poll(t) with no data returns None after about t/2 s.
 - A subscribed topic is dropped only with DROP TOPIC FORCE.
 - After a taosAdapter restart, connections raise QueryError [0xE002] forever and consumers stall
