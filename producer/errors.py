@@ -1,6 +1,6 @@
 """What a TDengine error means for the producer: wait it out, or tell an operator what to change.
 
-One table, `TDENGINE_ERRORS`, keyed by the code in taos-ws-py's message ("[0x03BA] Internal error:
+One table, `ERROR_KINDS`, keyed by the code in taos-ws-py's message ("[0x03BA] Internal error:
 Vnodes exhausted"). Codes and their server texts are TDengine's own (include/util/taoserror.h and
 source/util/src/terror.c in taosdata/TDengine; the client ones from tdengine-checked.md "Errors").
 
@@ -25,7 +25,7 @@ REJECTED = "rejected"
 
 # code: (kind, what it means, what to change). Keep each text one sentence: it goes into one log
 # line and into `docker inspect`'s health log.
-TDENGINE_ERRORS: dict[int, tuple[str, str, str]] = {
+ERROR_KINDS: dict[int, tuple[str, str, str]] = {
     # --- outages: retry quietly ---
     0xE001: (OUTAGE, "taosAdapter refused the connection (TDengine down or starting)", ""),
     0xE002: (OUTAGE, "the connection died when taosAdapter restarted", ""),
@@ -100,7 +100,7 @@ class Diagnosis:
 def diagnose(error: BaseException) -> Diagnosis:
     """Classify a taos-ws-py error by its code; an unknown or missing code is an outage."""
     code = error_code(error)
-    if code is not None and code in TDENGINE_ERRORS:
-        kind, meaning, fix = TDENGINE_ERRORS[code]
+    if code is not None and code in ERROR_KINDS:
+        kind, meaning, fix = ERROR_KINDS[code]
         return Diagnosis(kind, code, meaning, fix)
     return Diagnosis(OUTAGE, code, "the request failed; retrying")

@@ -43,7 +43,7 @@ DRAIN_POLL_S = 0.02    # between backfill chunks: collect live rows without wait
 STATUS_EVERY_S = 1.0
 RETRY_INITIAL_S = 0.5
 PROBE_AFTER_S = 1.0    # no message for this long: check the query connection every PROBE_AFTER_S
-PROBE_SQL = "SELECT SERVER_VERSION()"
+PROBE_SQL = "SELECT server_version()"
 RETRY_LOG_EVERY_S = 30.0  # an outage's retries are logged at WARNING this often (and on a new error)
 GROUP_CLEANUP_EVERY_S = 30.0  # while live: drop groups whose consumers have gone (old sessions', others')
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from producer.errors import OPERATOR, OUTAGE, REJECTED, TDENGINE_ERRORS, diagnose
+from producer.errors import OPERATOR, OUTAGE, REJECTED, ERROR_KINDS, diagnose
 
 
 class QueryError(Exception):
@@ -48,9 +48,9 @@ def test_authentication_failure_names_the_settings_to_change():
     assert "TDENGINE_PASSWORD" in diagnosis.fix
 
 
-@pytest.mark.parametrize("code", sorted(TDENGINE_ERRORS))
+@pytest.mark.parametrize("code", sorted(ERROR_KINDS))
 def test_every_entry_is_complete(code):
-    kind, meaning, fix = TDENGINE_ERRORS[code]
+    kind, meaning, fix = ERROR_KINDS[code]
     assert kind in (OUTAGE, OPERATOR, REJECTED)
     assert meaning and "\n" not in meaning
     # an error waiting cannot heal must say what to change; an outage has nothing to change
