@@ -99,6 +99,14 @@ def stack(fake_env, tmp_path):
             item.proc.kill()
 
 
+def small_dashboard(stack, fake_taosws):
+    """3 meters x 3 rows hosted by a server, behind nginx: (server, proxy)."""
+    Writer(fake_taosws).write(ticks(3, now_ms() - 3000, 3))
+    server = stack.server()
+    server.wait_health(lambda h: h["rows_delivered"] == 9)
+    return server, stack.nginx(server.port)
+
+
 def test_live_dashboard_grid_charts_and_same_origin(stack):
     producer = stack.producer(PRODUCER_METERS=30, PRODUCER_INTERVAL_MS=250, PRODUCER_BACKFILL="1m")
     producer.wait_for("backfill done")
@@ -169,10 +177,7 @@ def test_a_page_of_another_origin_cannot_open_the_websocket(stack, fake_taosws):
 
 
 def test_the_js_client_cannot_write(stack, fake_taosws):
-    Writer(fake_taosws).write(ticks(3, now_ms() - 3000, 3))
-    server = stack.server()
-    server.wait_health(lambda h: h["rows_delivered"] == 9)
-    proxy = stack.nginx(server.port)
+    server, proxy = small_dashboard(stack, fake_taosws)
 
     async def scenario(page, requests):
         await page.goto(proxy.url)
@@ -253,10 +258,7 @@ def test_server_restart_shows_reconnecting_then_data_without_reload(stack, fake_
 
 
 def test_layout_survives_a_reload_and_reset_restores_the_default(stack, fake_taosws):
-    Writer(fake_taosws).write(ticks(3, now_ms() - 3000, 3))
-    server = stack.server()
-    server.wait_health(lambda h: h["rows_delivered"] == 9)
-    proxy = stack.nginx(server.port)
+    server, proxy = small_dashboard(stack, fake_taosws)
     slots = "() => Array.from(document.querySelectorAll('perspective-viewer')).map((v) => v.getAttribute('slot')).sort()"
 
     async def scenario(page, requests):
@@ -291,10 +293,7 @@ def test_layout_survives_a_reload_and_reset_restores_the_default(stack, fake_tao
 def test_a_saved_layout_charting_raw_timestamps_gets_time_buckets(stack, fake_taosws):
     """A layout saved by the earlier page (voltage over raw `ts`) would hide the newest minutes
     again: it is restored with the time buckets, the rest as saved."""
-    Writer(fake_taosws).write(ticks(3, now_ms() - 3000, 3))
-    server = stack.server()
-    server.wait_health(lambda h: h["rows_delivered"] == 9)
-    proxy = stack.nginx(server.port)
+    server, proxy = small_dashboard(stack, fake_taosws)
 
     async def scenario(page, requests):
         await page.goto(proxy.url)

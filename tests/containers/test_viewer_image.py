@@ -27,16 +27,22 @@ def get(url: str) -> tuple[int, dict, bytes]:
         return error.code, dict(error.headers), error.read()
 
 
+def server_container(docker_client, server_image, network):
+    """A server with no database behind it, reachable as `server` on the network."""
+    server = docker_client.containers.run(
+        server_image, detach=True, network=network.name,
+        environment={"TDENGINE_URL": "ws://no-database-here:6041", "SERVER_RETRY_MAX": "1s"})
+    network.disconnect(server)
+    network.connect(server, aliases=["server"])
+    return server
+
+
 def test_viewer_serves_the_page_and_proxies_to_the_server(docker_client, server_image, viewer_image):
     network = docker_client.networks.create(f"meters-test-{uuid.uuid4().hex[:8]}")
     containers = []
     try:
-        server = docker_client.containers.run(
-            server_image, detach=True, network=network.name,
-            environment={"TDENGINE_URL": "ws://no-database-here:6041", "SERVER_RETRY_MAX": "1s"})
+        server = server_container(docker_client, server_image, network)
         containers.append(server)
-        network.disconnect(server)
-        network.connect(server, aliases=["server"])
         viewer = docker_client.containers.run(viewer_image, detach=True, network=network.name,
                                               ports={"80/tcp": ("127.0.0.1", None)})
         containers.append(viewer)
@@ -189,12 +195,8 @@ def test_the_open_page_goes_from_server_unreachable_to_waiting_for_database(dock
             await page.goto(base)
             await wait_status(page, "unreachable", timeout_s=20)
             before = await status_line(page)
-            server = docker_client.containers.run(
-                server_image, detach=True, network=network.name,
-                environment={"TDENGINE_URL": "ws://no-database-here:6041", "SERVER_RETRY_MAX": "1s"})
+            server = server_container(docker_client, server_image, network)
             containers.append(server)
-            network.disconnect(server)
-            network.connect(server, aliases=["server"])
             navigations = []
             page.on("framenavigated", lambda frame: navigations.append(frame.url))
             # nginx re-asks Docker's DNS every 10 s; the server needs a few seconds to answer
