@@ -104,7 +104,7 @@ def ours(count: int) -> float:
             started = time.perf_counter()
         elif message[0] == "rows":
             before = time.perf_counter()
-            tables.apply(message[1], message[2])
+            tables.apply(message[1])
             updating += time.perf_counter() - before
         elif message[0] == "end":
             break

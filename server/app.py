@@ -143,7 +143,7 @@ class Healthz(tornado.web.RequestHandler):
     def get(self):
         rows = self.tables.size()
         with self.supervisor.lock:
-            status, body = self.health.snapshot(time.time(), self.clients.count, rows)
+            status, body = self.health.snapshot(time.time(), self.clients.count, rows, self.tables.engine.pending())
         body.update(refused_requests=self.clients.refused, malformed_frames=self.clients.malformed,
                     refused_origins=self.clients.foreign)
         self.set_status(status)

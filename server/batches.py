@@ -7,10 +7,25 @@ so the process serving browsers only hands bytes to `table.update`.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pyarrow as pa
 
 from .schema import ARROW_TYPES, TBNAME, TS_SCALE, TableSchema
+
+
+class Delivery(NamedTuple):
+    """One batch from the reader to the tables, as Arrow IPC (see tables.py)."""
+    rows: bytes                  # new rows of the window table
+    latest: bytes | None         # rows that are now a meter's newest
+    count: int
+    newest_ms: int               # the newest row's time
+    trend: bytes | None = None   # changed rows of the aggregates (aggregates.py)
+    groups: bytes | None = None
+    expired: tuple[str, ...] = ()  # trend keys that left the window
+    sent_at: float = 0.0         # wall clock when the reader sent it
+    live: bool = False           # from the subscription or a poll, not a backfill or a repair
 
 
 def arrow_schema(schema: TableSchema) -> pa.Schema:

@@ -44,6 +44,10 @@ class Engine:
             return call(*args)  # already on it: queueing would wait on ourselves
         return self.submit(call, *args).result()
 
+    def pending(self) -> int:
+        """Calls queued and not yet started (/healthz: engine_queue)."""
+        return self._calls.qsize()
+
     def stop(self) -> None:
         """Let the thread finish what is queued, then end (without waiting for it)."""
         self._calls.put(None)

@@ -7,6 +7,38 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 RATE_WINDOW_S = 10.0
+HOPS_KEPT = 300  # live batches whose hops /healthz summarizes (5 minutes at one batch per second)
+HOPS = ("reader", "pipe", "engine_wait", "update", "hosted")
+
+
+class Hops:
+    """Where a live batch's time went, in ms, from its newest row's timestamp (the producer
+    writes each tick at its timestamp): `reader` until the reader sent it (TDengine's
+    subscription, the poll, deduplication, Arrow), `pipe` to the serving process, `engine_wait`
+    queued behind other Perspective calls (engine.py), `update` in Perspective, `hosted` the
+    whole way. What happens after (each view's recomputation, the clients' fetches) is measured
+    at the clients (bench/fanout.py)."""
+
+    def __init__(self):
+        self._recent: collections.deque = collections.deque(maxlen=HOPS_KEPT)
+
+    def add(self, delivery, received: float, applied: tuple[float, float]) -> None:
+        began, ended = applied
+        newest = delivery.newest_ms / 1000
+        self._recent.append(((delivery.sent_at - newest) * 1000, (received - delivery.sent_at) * 1000,
+                             (began - received) * 1000, (ended - began) * 1000, (ended - newest) * 1000))
+
+    def summary(self) -> dict | None:
+        """p50 and p95 per hop over the last HOPS_KEPT live batches (None before the first)."""
+        if not self._recent:
+            return None
+        columns = list(zip(*self._recent))
+        out: dict = {"batches": len(self._recent)}
+        for name, values in zip(HOPS, columns):
+            ordered = sorted(values)
+            out[name] = {"p50": round(ordered[len(ordered) // 2], 1),
+                         "p95": round(ordered[min(len(ordered) - 1, len(ordered) * 95 // 100)], 1)}
+        return out
 
 
 def _iso(epoch_s: float | None) -> str | None:
@@ -24,6 +56,7 @@ class Health:
     last_delivery: float | None = None                # wall clock of the last batch into the tables
     newest_row_ms: int | None = None                  # newest row timestamp delivered
     reader_restarts: int = 0
+    hops: Hops = field(default_factory=Hops)
     _recent: collections.deque = field(default_factory=collections.deque)  # (wall time, rows)
 
     def delivered(self, rows: int, newest_ms: int, now: float) -> None:
@@ -37,7 +70,7 @@ class Health:
             self._recent.popleft()
         return sum(rows for _, rows in self._recent) / RATE_WINDOW_S
 
-    def snapshot(self, now: float, clients: int, table_rows: int | None) -> tuple[int, dict]:
+    def snapshot(self, now: float, clients: int, table_rows: int | None, engine_queue: int = 0) -> tuple[int, dict]:
         """(HTTP status, body): 200 while the newest row is fresh, 503 otherwise."""
         reader = self.reader
         lag_ms = None if self.newest_row_ms is None else max(0, round(now * 1000 - self.newest_row_ms))
@@ -79,6 +112,9 @@ class Health:
             "reader_restarts": self.reader_restarts,
             "clients": clients,
             "table_rows": table_rows,
+            "engine_queue": engine_queue,
+            "hops_ms": self.hops.summary(),
+            "aggregates": reader.get("aggregates"),
             "topic": reader.get("topic"),
             "consumer_group": reader.get("consumer_group"),
             "unsupported_columns": reader.get("unsupported_columns", []),

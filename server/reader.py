@@ -29,6 +29,7 @@ from common.backoff import Backoff
 from common.logs import event
 
 from . import batches
+from .aggregates import Aggregates, TooManyGroups
 from .dedup import Deduplicator
 from .ledger import Ledger
 from .reconcile import Reconciler
@@ -72,13 +73,14 @@ class Reader:
         self.schema: TableSchema | None = None
         self.target = None
         self.dedup: Deduplicator | None = None
+        self.aggregates: Aggregates | None = None
         self.backoff = Backoff(RETRY_INITIAL_S, settings.retry_max_s)
         self.status = {"mode": settings.mode, "database_reachable": False, "unreachable_since": wall(),
                        "waiting_for": "first connection", "phase": "starting", "topic": None,
                        "rebuilds": 0, "duplicates_dropped": 0, "late_rows_dropped": 0,
                        "gaps_repaired": 0, "rows_repaired": 0, "last_repair": None, "window_refills": 0,
                        "assignment_wait_s": None, "consumer_group": None, "last_error": None,
-                       "unsupported_columns": []}
+                       "unsupported_columns": [], "aggregates": None}
         self.last_status = 0.0
         self.sessions = 0  # sessions that got as far as reading
         # poll mode: rows delivered and rows missed per chunk of row time (see audit)
@@ -192,6 +194,7 @@ class Reader:
     def adopt(self, schema: TableSchema) -> None:
         if self.schema is None:
             self.dedup = self.new_deduplicator(schema)
+            self.aggregates = self.new_aggregates(schema)
             self.schema = schema
             self.target = batches.arrow_schema(schema)
             self.status["unsupported_columns"] = list(schema.unsupported)
@@ -221,10 +224,28 @@ class Reader:
         except ValueError as error:
             raise NotReady(f"SERVER_MAX_LATENESS is too long for a {schema.precision} database: {error}") from error
 
+    def new_aggregates(self, schema: TableSchema) -> Aggregates | None:
+        """Aggregates of an empty window, if the supertable has the SERVER_AGGREGATE_BY column."""
+        by = self.settings.aggregate_by
+        if not by:
+            return None
+        try:
+            aggregates = Aggregates(schema, by, int(self.settings.aggregate_bucket_s * 1000))
+        except KeyError:
+            self.status["aggregates"] = f"off: {schema.database}.{schema.stable} has no column {by!r}"
+            event(log, logging.WARNING, "no aggregate tables: SERVER_AGGREGATE_BY names no column of the "
+                  "supertable", column=by, supertable=f"{schema.database}.{schema.stable}")
+            return None
+        self.status["aggregates"] = {"by": by, "bucket_s": self.settings.aggregate_bucket_s,
+                                     "trend_table": self.settings.trend_table,
+                                     "groups_table": self.settings.groups_table}
+        return aggregates
+
     def refill(self) -> None:
         """Forget what was delivered; the next session backfills the whole window and its first
         rows replace the tables' content (supervisor.py)."""
         self.dedup = self.new_deduplicator(self.schema)
+        self.aggregates = self.new_aggregates(self.schema)
         self.status["window_refills"] += 1
         self.send(("refill",))
 
@@ -295,7 +316,7 @@ class Reader:
             rows = self.source.poll(POLL_S)
             now = self.mono()
             if rows:
-                self.deliver(rows)
+                self.deliver(rows, live=True)
                 last_message = now
             self.report()
             if now - last_cleanup >= GROUP_CLEANUP_EVERY_S:
@@ -400,7 +421,7 @@ class Reader:
                 start = int((self.wall() - self.settings.window_s) * 1000) * scale
             else:
                 start = watermark - overlap
-            self.deliver(self.source.rows(self.schema.range_sql(start, None)))
+            self.deliver(self.source.rows(self.schema.range_sql(start, None)), live=watermark is not None)
             if self.mono() >= next_audit:
                 self.audit(overlap)
                 next_audit = self.mono() + self.settings.poll_audit_every_s
@@ -434,7 +455,7 @@ class Reader:
     def missed_late(self) -> int:
         return self.missed_retired + sum(self.missed_per_chunk.values())
 
-    def deliver(self, rows: list[tuple], repair: bool = False) -> int:
+    def deliver(self, rows: list[tuple], repair: bool = False, live: bool = False) -> int:
         if not rows:
             return 0
         batch, raw_ts = batches.to_batch(self.schema, self.target, rows)
@@ -456,8 +477,26 @@ class Reader:
                 per_chunk[int(cid)] = per_chunk.get(int(cid), 0) + int(delivered)
         rows_ipc = batches.ipc(batch, verdict.keep)
         latest_ipc = batches.ipc(batch, verdict.latest) if verdict.latest else None
-        self.send(("rows", rows_ipc, latest_ipc, len(verdict.keep), newest_ms))
+        aggregated = self.aggregate(batch, verdict.keep, verdict.latest)
+        self.send(("rows", batches.Delivery(
+            rows_ipc, latest_ipc, len(verdict.keep), newest_ms,
+            trend=aggregated.trend if aggregated else None, groups=aggregated.groups if aggregated else None,
+            expired=tuple(aggregated.expired) if aggregated else (), sent_at=self.wall(), live=live)))
         return len(verdict.keep)
+
+    def aggregate(self, batch, keep: list[int], latest: list[int]):
+        """The aggregates' changed rows; off for good (and reported) if the grouping column has
+        more values than they are meant for."""
+        if self.aggregates is None:
+            return None
+        window_start_ms = int((self.wall() - self.settings.window_s) * 1000)
+        try:
+            return self.aggregates.add(batch, keep, latest, window_start_ms)
+        except TooManyGroups as error:
+            self.aggregates = None
+            self.status["aggregates"] = f"off: {error} (SERVER_AGGREGATE_BY should name a column with few values)"
+            event(log, logging.ERROR, "aggregate tables stopped: too many groups", error=error)
+            return None
 
     def report(self, force: bool = False) -> None:
         now = self.mono()

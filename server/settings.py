@@ -20,6 +20,8 @@ DEFAULTS = {
     "SERVER_TIME_COLUMN": "ts",
     "SERVER_TABLE": "meters",
     "SERVER_LATEST_TABLE": "meters_latest",
+    "SERVER_AGGREGATE_BY": "location",
+    "SERVER_AGGREGATE_BUCKET": "10s",
     "SERVER_WINDOW": "10m",
     "SERVER_METERS": "100",
     "SERVER_INTERVAL_MS": "1000",
@@ -53,6 +55,8 @@ class ServerSettings:
     time_column: str
     table: str              # Perspective table of raw rows (rolling window)
     latest_table: str       # Perspective table of the newest row per subtable
+    aggregate_by: str       # column the live aggregates group by ("": off, no aggregate tables)
+    aggregate_bucket_s: float  # the trend's bucket of time
     window_s: float         # history loaded at start and kept in `table`
     meters: int             # the fleet `table` must hold for a whole window...
     interval_ms: int        # ...at one row per meter per interval
@@ -104,6 +108,9 @@ class ServerSettings:
             time_column=env.identifier("SERVER_TIME_COLUMN", d["SERVER_TIME_COLUMN"]),
             table=_table_name(env, "SERVER_TABLE"),
             latest_table=_table_name(env, "SERVER_LATEST_TABLE"),
+            aggregate_by=_aggregate_by(env),
+            aggregate_bucket_s=env.duration("SERVER_AGGREGATE_BUCKET", d["SERVER_AGGREGATE_BUCKET"], minimum_s=1,
+                                            maximum_s=86400),
             window_s=window_s,
             meters=meters,
             interval_ms=interval_ms,
@@ -133,12 +140,34 @@ class ServerSettings:
             raise SettingsError("SERVER_RECONCILE_CHUNK", "whole milliseconds", environ.get("SERVER_RECONCILE_CHUNK"))
         if settings.table == settings.latest_table:
             raise SettingsError("SERVER_LATEST_TABLE", "a name other than SERVER_TABLE", settings.latest_table)
+        if settings.aggregate_by and settings.latest_table in (settings.trend_table, settings.groups_table):
+            raise SettingsError("SERVER_LATEST_TABLE", f"a name other than the aggregate tables' "
+                                f"({settings.trend_table}, {settings.groups_table})", settings.latest_table)
+        if settings.aggregate_bucket_s != int(settings.aggregate_bucket_s * 1000) / 1000:
+            raise SettingsError("SERVER_AGGREGATE_BUCKET", "whole milliseconds", environ.get("SERVER_AGGREGATE_BUCKET"))
         return settings
+
+    @property
+    def trend_table(self) -> str:
+        """Means per SERVER_AGGREGATE_BY value and bucket of time (server/aggregates.py)."""
+        return f"{self.table}_trend"
+
+    @property
+    def groups_table(self) -> str:
+        """Means of each meter's latest reading per SERVER_AGGREGATE_BY value."""
+        return f"{self.table}_by_{self.aggregate_by}"
 
     @property
     def consumer_group(self) -> str:
         """The prefix of this instance's consumer groups (each subscription adds a nonce)."""
         return f"dash_{self.instance}"
+
+
+def _aggregate_by(env: Env) -> str:
+    """A column or tag of the supertable, or `off` for no aggregate tables ("" in the settings)."""
+    if env.raw("SERVER_AGGREGATE_BY", DEFAULTS["SERVER_AGGREGATE_BY"]).lower() == "off":
+        return ""
+    return env.identifier("SERVER_AGGREGATE_BY", DEFAULTS["SERVER_AGGREGATE_BY"])
 
 
 def _reconcile_every(env: Env) -> float:

@@ -81,10 +81,13 @@ class ReaderSupervisor:
     def _handle(self, message: tuple) -> None:
         kind = message[0]
         if kind == "rows":
-            _, rows_ipc, latest_ipc, count, newest_ms = message
-            self.tables.apply(rows_ipc, latest_ipc)
+            delivery = message[1]
+            received = time.time()
+            self.tables.apply(delivery)
             with self.lock:
-                self.health.delivered(count, newest_ms, time.time())
+                self.health.delivered(delivery.count, delivery.newest_ms, time.time())
+                if delivery.live:
+                    self.health.hops.add(delivery, received, self.tables.last_apply)
         elif kind == "status":
             with self.lock:
                 self.health.reader = message[1]

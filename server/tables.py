@@ -1,12 +1,16 @@
-"""The hosted Perspective tables: a rolling window of raw rows, and the newest row per subtable."""
+"""The hosted Perspective tables: a rolling window of raw rows, the newest row per subtable, and
+the live aggregates (aggregates.py): means per group and bucket of time, and per group."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from common.logs import event
 
+from .aggregates import KEY
+from .batches import Delivery
 from .engine import Engine
 from .schema import TBNAME
 from .settings import ServerSettings
@@ -21,10 +25,13 @@ class Tables:
         self.settings = settings
         self.rows = None      # `limit`: the window's raw rows, oldest evicted first
         self.latest = None    # `index` on tbname: one row per meter
+        self.trend = None     # `index` on the aggregates' key: one row per group and bucket
+        self.groups = None    # `index` on SERVER_AGGREGATE_BY: one row per group
         self.shape: dict | None = None
         self._lock = threading.Lock()
         self._refill = False  # the next rows replace the tables' content (a new reader's first)
         self._size: int | None = None  # rows hosted, as of the last batch: read without Perspective
+        self.last_apply = (0.0, 0.0)   # wall clock when the last batch's update began and ended
 
     def ensure(self, shape: dict[str, str]) -> None:
         """Learn the schema; the tables themselves are hosted with their first rows."""
@@ -35,38 +42,58 @@ class Tables:
                 event(log, logging.ERROR, "schema differs from the hosted tables; keeping them",
                       hosted=self.shape, new=shape)
 
-    def apply(self, rows_ipc: bytes, latest_ipc: bytes | None) -> None:
+    def apply(self, delivery: Delivery) -> None:
         """Host a batch; returns once Perspective has it (on the engine thread, see engine.py)."""
-        self.engine.call(self._apply, rows_ipc, latest_ipc)
+        self.engine.call(self._apply, delivery)
 
-    def _apply(self, rows_ipc: bytes, latest_ipc: bytes | None) -> None:
+    def _apply(self, d: Delivery) -> None:
+        started = time.time()
+        self._apply_all(d)
+        self.last_apply = (started, time.time())
+
+    def _apply_all(self, d: Delivery) -> None:
         if self.rows is None:
-            self._create(rows_ipc, latest_ipc)
-        elif self._refill:
-            # a new reader's first rows replace the old ones: the tables are never left empty
-            self._refill = False
-            self.rows.replace(rows_ipc)
-            if latest_ipc is not None:
-                self.latest.replace(latest_ipc)
-        else:
-            self.rows.update(rows_ipc)
-            if latest_ipc is not None:
-                self.latest.update(latest_ipc)
+            self._create(d)
+            return
+        refill, self._refill = self._refill, False
+        # a new reader's first rows replace the old ones: the tables are never left empty
+        for table, data in ((self.trend, d.trend), (self.groups, d.groups), (self.latest, d.latest),
+                            (self.rows, d.rows)):
+            if table is None or data is None:
+                continue
+            if refill:
+                table.replace(data)
+            else:
+                table.update(data)
+        self._create_aggregates(d)
+        if d.expired and self.trend is not None:
+            self.trend.remove(list(d.expired))
         self._size = self.rows.size()
 
-    def _create(self, rows_ipc: bytes, latest_ipc: bytes | None) -> None:
-        """Host both tables from their first rows, never empty: Perspective 4.3.0 deadlocked when
+    def _create(self, d: Delivery) -> None:
+        """Host the tables from their first rows, never empty: Perspective 4.3.0 deadlocked when
         clients' grouped views on empty tables received their first rows (component test
         test_the_server_stays_responsive_while_clients_read_grouped_views_during_updates). Made
-        from the Arrow data, which carries the schema's types (batches.arrow_schema); `latest`
-        first, so that a client that sees `meters` also finds `meters_latest`."""
+        from the Arrow data, which carries the schema's types (batches.arrow_schema); the window
+        table last, so that a client that sees `meters` also finds the others."""
         with self._lock:
-            self.latest = self.client.table(latest_ipc if latest_ipc is not None else self.shape,
+            self._create_aggregates(d)
+            self.latest = self.client.table(d.latest if d.latest is not None else self.shape,
                                             index=TBNAME, name=self.settings.latest_table)
-            self.rows = self.client.table(rows_ipc, limit=self.settings.limit, name=self.settings.table)
+            self.rows = self.client.table(d.rows, limit=self.settings.limit, name=self.settings.table)
+        self._size = self.rows.size()
         event(log, logging.INFO, "tables created", table=self.settings.table,
               latest_table=self.settings.latest_table, limit=self.settings.limit,
+              aggregates=f"{self.settings.trend_table},{self.settings.groups_table}" if self.trend else None,
               columns=",".join(f"{k}:{v}" for k, v in (self.shape or {}).items()))
+
+    def _create_aggregates(self, d: Delivery) -> None:
+        """The aggregate tables, from their first rows (they come with the first batch)."""
+        if self.trend is None and d.trend is not None:
+            self.trend = self.client.table(d.trend, index=KEY, name=self.settings.trend_table)
+        if self.groups is None and d.groups is not None:
+            self.groups = self.client.table(d.groups, index=self.settings.aggregate_by,
+                                            name=self.settings.groups_table)
 
     def clear(self) -> None:
         """A new reader refills the tables from the window: its first rows replace these."""

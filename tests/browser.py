@@ -110,3 +110,26 @@ async def wait_size(page, slot: str, at_least: int, timeout_s: float = 30) -> in
             return size
         await asyncio.sleep(0.2)
     pytest.fail(f"{slot} never reached {at_least} rows")
+
+
+# The readings the per-location grid counts: its total row's `readings` (the window's rows).
+GRID_READINGS = """async () => {
+    const viewer = document.querySelector('perspective-viewer[slot="grid"]');
+    try {
+        const columns = await (await viewer.getView()).to_columns();
+        return columns.readings && columns.readings.length ? columns.readings[0] : -1;
+    } catch {
+        return -1;  // no viewer yet, or its table is not loaded yet
+    }
+}"""
+
+
+async def wait_readings(page, at_least: int, timeout_s: float = 30) -> int:
+    """Wait until the dashboard's per-location grid counts at least `at_least` readings."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        readings = await page.evaluate(GRID_READINGS)
+        if readings >= at_least:
+            return readings
+        await asyncio.sleep(0.2)
+    pytest.fail(f"the grid never counted {at_least} readings")

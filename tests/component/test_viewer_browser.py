@@ -9,7 +9,7 @@ import json
 import pytest
 
 from server import readonly
-from tests.browser import Nginx, browse, require_browser_stack, wait_size, wait_status
+from tests.browser import Nginx, browse, require_browser_stack, wait_readings, wait_size, wait_status
 from tests.component.test_server_process import FAST, Writer, now_ms, ticks
 from tests.conftest import ROOT
 from tests.producer_process import ProducerProcess
@@ -119,8 +119,8 @@ def test_live_dashboard_grid_charts_and_same_origin(stack):
         page.on("websocket", lambda ws: ws.on("framesent", lambda payload: frames.append(payload)))
         await page.goto(proxy.url)
         await wait_status(page, "connected")
-        first = await wait_size(page, "grid", 30 * 200)
-        grown = await wait_size(page, "grid", first + 30 * 4)  # rows keep arriving
+        first = await wait_readings(page, 30 * 200)
+        grown = await wait_readings(page, first + 30 * 4)  # rows keep arriving, and the grid counts them
         locations = await page.evaluate("""async () => {
             const view = await document.querySelector('perspective-viewer[slot="grid"]').getView();
             return (await view.to_columns())["__ROW_PATH__"].map((path) => path.join("/"));
@@ -209,7 +209,8 @@ def test_the_js_client_cannot_write(stack, fake_taosws):
     for name in ("update", "replace", "clear", "remove", "delete", "make_table"):
         assert out[name] != "accepted" and "read-only server" in out[name][0], (name, out[name])
         assert out[name][1] < 1000
-    assert out["size"] == 9 and sorted(out["tables"]) == ["meters", "meters_latest"]
+    assert out["size"] == 9
+    assert sorted(out["tables"]) == ["meters", "meters_by_location", "meters_latest", "meters_trend"]
 
 
 def test_cold_start_waits_for_the_database_then_shows_rows(stack, fake_taosws):
@@ -221,7 +222,7 @@ def test_cold_start_waits_for_the_database_then_shows_rows(stack, fake_taosws):
         await wait_status(page, "waiting")
         Writer(fake_taosws).write(ticks(4, now_ms() - 2000, 3))
         await wait_status(page, "connected", timeout_s=40)
-        return await wait_size(page, "grid", 12)
+        return await wait_readings(page, 12)
 
     assert browse(scenario) == 12
 
@@ -237,7 +238,7 @@ def test_server_restart_shows_reconnecting_then_data_without_reload(stack, fake_
     async def scenario(page, requests):
         await page.goto(proxy.url)
         await wait_status(page, "connected")
-        await wait_size(page, "grid", 9)
+        await wait_readings(page, 9)
         navigations = []
         page.on("framenavigated", lambda frame: navigations.append(frame.url))
         server.stop()
@@ -248,7 +249,7 @@ def test_server_restart_shows_reconnecting_then_data_without_reload(stack, fake_
         restarted = ServerProcess(dict(server.env), server.log_path.parent, port=port)
         try:
             await wait_status(page, "connected", timeout_s=40)
-            size = await wait_size(page, "grid", 15)
+            size = await wait_readings(page, 15)
         finally:
             restarted.stop()
         return size, navigations
@@ -274,8 +275,8 @@ def test_layout_survives_a_reload_and_reset_restores_the_default(stack, fake_tao
             await workspace.restore(layout);
             workspace.dispatchEvent(new CustomEvent("workspace-layout-update"));
         }""")
-        await page.wait_for_function("localStorage.getItem('meters-dashboard-layout') !== null")
-        await page.wait_for_function("!localStorage.getItem('meters-dashboard-layout').includes('Voltage by location')")
+        await page.wait_for_function("localStorage.getItem('meters-dashboard-layout-v2') !== null")
+        await page.wait_for_function("!localStorage.getItem('meters-dashboard-layout-v2').includes('Voltage by location')")
         await page.reload()
         await wait_status(page, "connected")
         after_reload = await page.evaluate(slots)
@@ -290,34 +291,47 @@ def test_layout_survives_a_reload_and_reset_restores_the_default(stack, fake_tao
     assert after_reset == default
 
 
-def test_a_saved_layout_charting_raw_timestamps_gets_time_buckets(stack, fake_taosws):
-    """A layout saved by the earlier page (voltage over raw `ts`) would hide the newest minutes
-    again: it is restored with the time buckets, the rest as saved."""
+def test_a_saved_chart_of_raw_timestamps_gets_time_buckets_and_an_old_layout_is_not_restored(stack, fake_taosws):
+    """A chart the user made over the raw window's `ts` would hide the newest minutes: it is
+    restored with 10-s buckets, the rest as saved. A layout saved by the page before the
+    aggregates (its views over the raw window cost the server in proportion to the window on
+    every update) is dropped: the default comes back."""
     server, proxy = small_dashboard(stack, fake_taosws)
 
     async def scenario(page, requests):
         await page.goto(proxy.url)
         await wait_status(page, "connected")
-        # what the earlier page saved: its default layout, voltage grouped by raw ts, one title changed
         layout = await page.evaluate("""async () => {
             const layout = await document.getElementById("workspace").save();
+            layout.viewers.voltage.table = "meters";
             layout.viewers.voltage.group_by = ["ts"];
-            layout.viewers.voltage.expressions = {};
             layout.viewers.grid.title = "My grid";
             return layout;
         }""")
-        # stored before the page's script runs (the live page saves its own layout as it changes)
-        await page.add_init_script(f"localStorage.setItem('meters-dashboard-layout', {json.dumps(json.dumps(layout))})")
-        old = layout["viewers"]["voltage"]
+        old = {**layout, "viewers": {**layout["viewers"], "grid": {**layout["viewers"]["grid"], "title": "Old"}}}
+        # stored before the page's script runs (the live page saves its own layout as it changes):
+        # first the old page's layout alone, then, on the second load, the user's chart
+        await page.add_init_script(f"""if (sessionStorage.getItem("step") === "2") {{
+                localStorage.setItem('meters-dashboard-layout-v2', {json.dumps(json.dumps(layout))});
+            }} else {{
+                localStorage.removeItem('meters-dashboard-layout-v2');
+                localStorage.setItem('meters-dashboard-layout', {json.dumps(json.dumps(old))});
+            }}""")
+        saved = """async () => {
+            const viewer = (slot) => document.querySelector(`perspective-viewer[slot="${slot}"]`);
+            return {voltage: await viewer("voltage").save(), grid: await viewer("grid").save(),
+                    old: localStorage.getItem('meters-dashboard-layout')};
+        }"""
         await page.reload()
         await wait_status(page, "connected")  # the workspace is restored
-        return old, await page.evaluate("""async () => {
-            const viewer = (slot) => document.querySelector(`perspective-viewer[slot="${slot}"]`);
-            return {voltage: await viewer("voltage").save(), grid: await viewer("grid").save()};
-        }""")
+        first = await page.evaluate(saved)
+        await page.evaluate("sessionStorage.setItem('step', '2')")
+        await page.reload()
+        await wait_status(page, "connected")
+        return first, await page.evaluate(saved)
 
-    old, restored = browse(scenario)
-    assert old["group_by"] == ["ts"]
+    first, restored = browse(scenario)
+    assert first["grid"]["title"] == "Meters by location (window)" and first["old"] is None
     bucket = restored["voltage"]["group_by"]
     assert len(bucket) == 1 and bucket != ["ts"], restored["voltage"]
     assert restored["voltage"]["expressions"][bucket[0]] == """bucket("ts", '10s')"""
@@ -356,9 +370,8 @@ def test_voltage_chart_draws_the_whole_window_up_to_the_newest_row_at_1000_meter
     chart of raw timestamps has 6,000 points, over the line chart's 4,000, and so drew only the
     oldest 60 % of the window).
 
-    The producer stops once the window is written: every grouped mean over 600,000 rows costs the
-    server's engine thread most of a second per update on this machine, and under a live stream the
-    page's requests would queue behind the updates. Here the question is what the chart draws."""
+    The chart reads the server's trend table (60 buckets x 10 locations). The producer stops once
+    the window is written: here the question is what the chart draws."""
     meters, interval_ms, window_s = 1000, 1000, 600
     producer = stack.producer(PRODUCER_METERS=meters, PRODUCER_INTERVAL_MS=interval_ms, PRODUCER_BACKFILL="10m")
     producer.wait_for("backfill done", timeout_s=120)
@@ -390,10 +403,13 @@ def test_voltage_chart_draws_the_whole_window_up_to_the_newest_row_at_1000_meter
     drawn, newest, warnings, bars = browse(scenario)
     assert drawn and drawn["points"] and drawn["lines"] >= 5, drawn  # a line per location
     # The newest row's time is inside the chart's x range (its point is the start of a time bucket,
-    # under 10 s before it), and so is the oldest row's: all of the window is drawn.
+    # under 10 s before it), and the chart spans the window: its buckets end where the window
+    # table's oldest rows are, or where the window's 10 minutes began (the trend keeps the window
+    # by time; the window table holds at least the window, and keeps older rows until evicted).
     oldest = newest - (readings - 1) * interval_ms
     behind_s = (newest - drawn["hi"]) / 1000
     assert 0 <= behind_s < 10, (f"the chart's newest point is {behind_s:.0f} s before the newest row", drawn, newest)
-    assert drawn["lo"] <= oldest < drawn["lo"] + 10_000, ("the chart does not start at the oldest row", drawn, oldest)
+    assert oldest - 10_000 < drawn["lo"], ("the chart starts before the window table's oldest row", drawn, oldest)
+    assert drawn["hi"] - drawn["lo"] >= (window_s - 40) * 1000, ("the chart does not span the window", drawn)
     assert warnings == [], warnings
     assert bars >= 5  # current by location: one bar per location

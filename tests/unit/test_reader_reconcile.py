@@ -57,7 +57,7 @@ def window(meters=2, seconds=60, gap=range(0)):
 
 
 def rows_sent(sent):
-    return sum(message[3] for message in sent if message[0] == "rows")
+    return sum(message[1].count for message in sent if message[0] == "rows")
 
 
 def test_a_gap_is_repaired_on_the_second_pass_and_reported():

@@ -60,3 +60,15 @@ def test_allowed_origins_are_origins():
     for bad in ("*", "localhost:5173", "http://a.example/path", "ftp://a.example"):
         with pytest.raises(SettingsError, match="^SERVER_ALLOWED_ORIGINS: expected"):
             ServerSettings.from_env({"SERVER_ALLOWED_ORIGINS": bad})
+
+
+def test_aggregate_settings_name_the_tables_and_refuse_bad_values():
+    settings = ServerSettings.from_env({})
+    assert (settings.aggregate_by, settings.aggregate_bucket_s) == ("location", 10.0)
+    assert (settings.trend_table, settings.groups_table) == ("meters_trend", "meters_by_location")
+    assert ServerSettings.from_env({"SERVER_AGGREGATE_BY": "off"}).aggregate_by == ""
+    assert ServerSettings.from_env({"SERVER_AGGREGATE_BY": "GroupId"}).groups_table == "meters_by_groupid"
+    for name, value in (("SERVER_AGGREGATE_BY", "loc;DROP"), ("SERVER_AGGREGATE_BUCKET", "0s"),
+                        ("SERVER_AGGREGATE_BUCKET", "1.0005s"), ("SERVER_LATEST_TABLE", "meters_trend")):
+        with pytest.raises(SettingsError, match=name):
+            ServerSettings.from_env({name: value})

@@ -3,20 +3,31 @@
 export const THEME = "Pro Dark";
 export const METERS = "meters";
 export const LATEST = "meters_latest";
+// The server's live aggregates (server/aggregates.py): means per location and 10-s bucket over the
+// window, and per location of each meter's latest reading.
+export const TREND = "meters_trend";
+export const BY_LOCATION = "meters_by_location";
 const NEEDED = ["ts", "current", "voltage", "phase", "location", "groupid"];
 
-// The voltage chart plots 10-second buckets of time, not raw timestamps: a 10-minute window is 60
-// points per location, whatever the fleet size or the reading interval. A line chart draws at most
-// 4,000 points (d3fc's Y Line max_cells); 600 raw timestamps x 10 locations are 6,000, and the
-// chart then drew only the oldest two thirds of the window ("Rendering 60% of points").
+// A chart over the raw window would plot raw timestamps: a line chart draws at most 4,000 points
+// (d3fc's Y Line max_cells), and 600 timestamps x 10 locations drew only the oldest two thirds of
+// the window ("Rendering 60% of points"). Saved charts of that shape get 10-second buckets.
 export const TIME_BUCKET = "ts (10 s)";
 export const TIME_BUCKET_EXPRESSION = `bucket("ts", '10s')`;
 
-/** The seed's layout fits a table with the meters columns; anything else gets a plain grid. */
-export function fitsMeters(schema) {
-    return NEEDED.every((column) => column in schema);
+/**
+ * The meters layout fits a server that hosts the meters columns and the aggregates; anything else
+ * gets a plain grid.
+ */
+export function fitsMeters(schema, names = [TREND, BY_LOCATION]) {
+    return NEEDED.every((column) => column in schema) && [TREND, BY_LOCATION].every((name) => names.includes(name));
 }
 
+// Every view of the default layout reads a small table. Perspective redoes a view's work on each
+// update in proportion to its table, and each dashboard holds views of its own: views over the
+// raw window (600,000 rows at 1,000 meters) cost the server seconds per update per dashboard
+// (issue 12). The grid and charts read the aggregates (600 and 10 rows at the defaults); the
+// per-meter grid reads the latest table, unsorted: an indexed table is listed in index order.
 export function metersLayout() {
     const readOnly = { edit_mode: "READ_ONLY" };
     return {
@@ -50,20 +61,20 @@ export function metersLayout() {
         },
         viewers: {
             grid: {
-                table: METERS,
-                title: "Meters by location",
+                table: TREND,
+                title: "Meters by location (window)",
                 plugin: "Datagrid",
                 theme: THEME,
                 settings: false,
                 group_by: ["location"],
-                columns: ["ts", "current", "voltage", "phase", "location", "groupid"],
+                columns: ["ts", "current", "voltage", "phase", "readings"],
+                // the mean of the raw rows: each bucket's mean weighted by the readings it holds
                 aggregates: {
-                    current: "mean",
-                    voltage: "mean",
-                    phase: "last",
-                    ts: "last",
-                    groupid: "count",
-                    location: "dominant",
+                    ts: "max",
+                    current: ["weighted mean", ["readings"]],
+                    voltage: ["weighted mean", ["readings"]],
+                    phase: ["weighted mean", ["readings"]],
+                    readings: "sum",
                 },
                 plugin_config: readOnly,
             },
@@ -73,25 +84,21 @@ export function metersLayout() {
                 plugin: "Datagrid",
                 theme: THEME,
                 columns: ["tbname", "ts", "current", "voltage", "phase", "location", "groupid"],
-                sort: [["tbname", "asc"]],
                 plugin_config: readOnly,
             },
             voltage: {
-                table: METERS,
+                table: TREND,
                 title: "Voltage by location",
                 plugin: "Y Line",
                 theme: THEME,
-                expressions: { [TIME_BUCKET]: TIME_BUCKET_EXPRESSION },
-                group_by: [TIME_BUCKET],
+                group_by: ["ts"],
                 split_by: ["location"],
                 columns: ["voltage"],
                 aggregates: { voltage: "mean" },
             },
-            // The latest reading of each meter, averaged by location: it moves with every tick,
-            // and costs the server a 1,000-row table, not a pass over the whole window (a mean over
-            // the 600,000-row window is recomputed in full on every update).
+            // The mean of each meter's latest reading, per location: it moves with every tick.
             current: {
-                table: LATEST,
+                table: BY_LOCATION,
                 title: "Current by location",
                 plugin: "Y Bar",
                 theme: THEME,

@@ -12,7 +12,10 @@ import "./style.css";
 
 import { LATEST, METERS, fitsMeters, gridLayout, metersLayout, upgradeLayout } from "./layout.js";
 
-const STORAGE_KEY = "meters-dashboard-layout";
+// v2: the default views read the server's aggregates. A layout saved before (views over the raw
+// window, each costing the server in proportion to the window on every update) is not restored.
+const STORAGE_KEY = "meters-dashboard-layout-v2";
+localStorage.removeItem("meters-dashboard-layout");
 const HEALTH_EVERY_MS = 2000;
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
 
@@ -165,7 +168,7 @@ async function start() {
         if (!state.defaultLayout) {
             const table = names.includes(METERS) ? METERS : names[0];
             const schema = await (await client.open_table(table)).schema();
-            state.defaultLayout = names.includes(LATEST) && fitsMeters(schema) ? metersLayout() : gridLayout(table);
+            state.defaultLayout = names.includes(LATEST) && fitsMeters(schema, names) ? metersLayout() : gridLayout(table);
             state.layout = upgradeLayout(savedLayout()) || state.defaultLayout;
         }
         const workspace = freshWorkspace();
