@@ -50,6 +50,13 @@ def origin_allowed(origin: str, host: str | None, allowed: tuple[str, ...]) -> b
     return bool(host) and netloc != "" and netloc == host.strip().lower()
 
 
+def _consume_closed(written: asyncio.Future) -> None:
+    if not written.cancelled() and isinstance(written.exception(), tornado.websocket.WebSocketClosedError):
+        return  # the client left: on_close cleans up
+    if not written.cancelled() and written.exception() is not None:
+        event(log, logging.WARNING, "WebSocket write failed", error=written.exception())
+
+
 class PerspectiveSocket(tornado.websocket.WebSocketHandler):
     """Perspective over a WebSocket, read-only (server/readonly.py). Each client's session lives on
     the engine thread (server/engine.py): it is opened, fed and closed there, in order."""
@@ -79,9 +86,13 @@ class PerspectiveSocket(tornado.websocket.WebSocketHandler):
 
         def write(message: bytes) -> None:
             try:
-                self.write_message(message, binary=True)
+                written = self.write_message(message, binary=True)
             except tornado.websocket.WebSocketClosedError:
                 self.close()
+                return
+            # a client that goes away mid-write fails the write later: consumed here, or asyncio
+            # logs "Task exception was never retrieved" for every reply still queued to it
+            written.add_done_callback(_consume_closed)
 
         def send(message: bytes) -> None:  # called on the engine thread; the socket is the IOLoop's
             try:

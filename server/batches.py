@@ -24,6 +24,7 @@ class Delivery(NamedTuple):
     trend: bytes | None = None   # changed rows of the aggregates (aggregates.py)
     groups: bytes | None = None
     expired: tuple[str, ...] = ()  # trend keys that left the window
+    polled_at: float = 0.0       # wall clock when its first rows came from the database (live only)
     sent_at: float = 0.0         # wall clock when the reader sent it
     live: bool = False           # from the subscription or a poll, not a backfill or a repair
 

@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 
 RATE_WINDOW_S = 10.0
 HOPS_KEPT = 300  # live batches whose hops /healthz summarizes (5 minutes at one batch per second)
-HOPS = ("reader", "pipe", "engine_wait", "update", "hosted")
+HOPS = ("tdengine", "reader", "pipe", "engine_wait", "update", "hosted")
 
 
 class Hops:
     """Where a live batch's time went, in ms, from its newest row's timestamp (the producer
-    writes each tick at its timestamp): `reader` until the reader sent it (TDengine's
-    subscription, the poll, deduplication, Arrow), `pipe` to the serving process, `engine_wait`
+    writes each tick at its timestamp): `tdengine` until the reader's poll returned it (the
+    producer's write, TDengine's subscription), `reader` until the reader sent it (more messages
+    joining the batch, deduplication, Arrow, aggregates), `pipe` to the serving process, `engine_wait`
     queued behind other Perspective calls (engine.py), `update` in Perspective, `hosted` the
     whole way. What happens after (each view's recomputation, the clients' fetches) is measured
     at the clients (bench/fanout.py)."""
@@ -25,7 +26,8 @@ class Hops:
     def add(self, delivery, received: float, applied: tuple[float, float]) -> None:
         began, ended = applied
         newest = delivery.newest_ms / 1000
-        self._recent.append(((delivery.sent_at - newest) * 1000, (received - delivery.sent_at) * 1000,
+        self._recent.append(((delivery.polled_at - newest) * 1000, (delivery.sent_at - delivery.polled_at) * 1000,
+                             (received - delivery.sent_at) * 1000,
                              (began - received) * 1000, (ended - began) * 1000, (ended - newest) * 1000))
 
     def summary(self) -> dict | None:

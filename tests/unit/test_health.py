@@ -1,3 +1,5 @@
+import pytest
+
 from server.health import Health
 
 NOW = 1_800_000_000.0
@@ -34,3 +36,24 @@ def test_unreachable_database_says_since_when():
 def test_before_the_reader_reports():
     status, body = Health(mode="subscribe", stale_after_s=30).snapshot(NOW, 0, None)
     assert status == 503 and "not reported" in body["reason"]
+
+
+def test_hops_say_where_each_live_batch_spent_its_time():
+    from server.batches import Delivery
+
+    health = Health(mode="subscribe", stale_after_s=30, reader=dict(LIVE))
+    assert health.snapshot(NOW, clients=0, table_rows=0)[1]["hops_ms"] is None
+    for i in range(20):  # row at t, polled +300 ms, sent +20 ms, received +2 ms, waited 1 ms, updated in 50 + i ms
+        t = NOW + i
+        delivery = Delivery(b"", None, 1, int(t * 1000), polled_at=t + 0.3, sent_at=t + 0.32, live=True)
+        health.hops.add(delivery, received=t + 0.322, applied=(t + 0.323, t + 0.373 + i / 1000))
+    hops = health.snapshot(NOW + 20, clients=0, table_rows=0, engine_queue=4)[1]
+    assert hops["engine_queue"] == 4
+    summary = hops["hops_ms"]
+    assert summary["batches"] == 20
+    assert summary["tdengine"]["p50"] == pytest.approx(300, abs=0.2)
+    assert summary["reader"]["p50"] == pytest.approx(20, abs=0.2)
+    assert summary["pipe"]["p50"] == pytest.approx(2, abs=0.2)
+    assert summary["engine_wait"]["p50"] == pytest.approx(1, abs=0.2)
+    assert summary["update"]["p50"] == pytest.approx(60, abs=0.2) and summary["update"]["p95"] == pytest.approx(69, abs=0.2)
+    assert summary["hosted"]["p95"] == pytest.approx(392, abs=0.2)

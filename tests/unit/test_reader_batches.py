@@ -1,0 +1,60 @@
+"""The reader's live batches: the messages already waiting join one batch (one update and one
+re-read per client instead of one per message), and each batch says when it was polled."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from server.reader import COALESCE_ROWS, Reader
+from server.schema import from_describe
+from server.settings import ServerSettings
+
+pytestmark = pytest.mark.unit
+
+NOW = 1_800_000_000_000
+SCHEMA = from_describe("db", "meters", "ts", "ms", [("ts", "TIMESTAMP", 8, ""), ("v", "INT", 4, "")])
+
+
+class Messages:
+    """A subscription whose poll hands out the queued messages, then None."""
+
+    def __init__(self, *messages):
+        self.queue = list(messages)
+        self.polls = 0
+
+    def poll(self, timeout_s):
+        self.polls += 1
+        return self.queue.pop(0) if self.queue else None
+
+
+def reader(source):
+    sent = []
+    r = Reader(ServerSettings.from_env({"SERVER_INSTANCE": "t", "SERVER_WINDOW": "60s"}), sent.append,
+               threading.Event(), source=source, wall=lambda: NOW / 1000)
+    r.adopt(SCHEMA)
+    return r, sent
+
+
+def tick(meters, ts, start=0):
+    return [(f"d{m}", ts, m) for m in range(start, start + meters)]
+
+
+def test_messages_already_waiting_join_the_batch():
+    source = Messages(tick(3, NOW, start=3), tick(4, NOW, start=6))  # the rest of the tick
+    r, sent = reader(source)
+    rows = r.coalesce(tick(3, NOW))
+    assert len(rows) == 10 and source.polls == 3  # two more messages, then an empty poll ends it
+    r.deliver(rows, live=True, polled_at=NOW / 1000 - 0.01)
+    deliveries = [m[1] for m in sent if m[0] == "rows"]
+    assert len(deliveries) == 1 and deliveries[0].count == 10 and deliveries[0].live
+    assert deliveries[0].polled_at == NOW / 1000 - 0.01 and deliveries[0].sent_at == NOW / 1000
+
+
+def test_a_batch_stops_growing_at_its_row_budget():
+    big = [tick(COALESCE_ROWS // 2 + 1, NOW + i) for i in range(3)]
+    source = Messages(*big[1:])
+    r, _ = reader(source)
+    assert len(r.coalesce(big[0])) == 2 * (COALESCE_ROWS // 2 + 1)  # over the budget after one more
+    assert source.queue == [big[2]]  # the next one waits for the next batch
