@@ -133,3 +133,10 @@ async def wait_readings(page, at_least: int, timeout_s: float = 30) -> int:
             return readings
         await asyncio.sleep(0.2)
     pytest.fail(f"the grid never counted {at_least} readings")
+
+
+# The viewers' "Rendering N% of points" warnings: [slot, text] of each viewer that shows one.
+RENDER_WARNINGS = """() => Array.from(document.querySelectorAll("perspective-viewer")).map((viewer) => {
+    const warning = viewer.shadowRoot && viewer.shadowRoot.querySelector("#plugin_information--size");
+    return [viewer.getAttribute("slot"), warning ? warning.textContent : null];
+}).filter(([, text]) => text)"""

@@ -9,7 +9,8 @@ import json
 import pytest
 
 from server import readonly
-from tests.browser import Nginx, browse, require_browser_stack, wait_readings, wait_size, wait_status
+from tests.browser import (RENDER_WARNINGS, Nginx, browse, require_browser_stack, wait_readings, wait_size,
+                           wait_status)
 from tests.component.test_server_process import FAST, Writer, now_ms, ticks
 from tests.conftest import ROOT
 from tests.producer_process import ProducerProcess
@@ -63,12 +64,6 @@ CHART_X_RANGE = """(slot) => {
 # The newest row's time, from /healthz: asking the 600,000-row table itself (a sorted view) costs
 # the server's one engine thread seconds, and the charts wait behind it.
 NEWEST_ROW = """async () => Date.parse((await (await fetch("/healthz", {cache: "no-store"})).json()).newest_row)"""
-
-RENDER_WARNINGS = """() => Array.from(document.querySelectorAll("perspective-viewer")).map((viewer) => {
-    const warning = viewer.shadowRoot && viewer.shadowRoot.querySelector("#plugin_information--size");
-    return [viewer.getAttribute("slot"), warning ? warning.textContent : null];
-}).filter(([, text]) => text)"""
-
 
 @pytest.fixture
 def stack(fake_env, tmp_path):
