@@ -41,6 +41,7 @@ log = logging.getLogger("server.reader")
 TOPIC_PREFIX = "dash"
 POLL_S = 0.2           # short: poll(t) blocks t/2 when idle, and stop/watchdog must stay responsive
 DRAIN_POLL_S = 0.02    # between backfill chunks: collect live rows without waiting
+DRAIN_MAX_S = 1.0      # ...for at most this long per chunk: the rest waits in the subscription
 COALESCE_POLL_S = 0.01  # live: messages already waiting join the batch (an idle poll blocks half of this)
 COALESCE_S = 0.05       # ...for at most this long
 COALESCE_ROWS = 200_000  # ...or this many rows
@@ -298,7 +299,12 @@ class Reader:
                 end = None  # the last chunk has no upper bound: nothing written so far is missed
             rows = self.source.rows(schema.range_sql(start, end))
             loaded += self.deliver(rows)
-            while self.subscribing and (more := self.source.poll(DRAIN_POLL_S)) is not None:
+            # Bounded: while a producer writes its own history, the subscription never runs dry,
+            # and an unbounded drain held the backfill (10,000 meters: still in "backfill" after
+            # 3 minutes, newest row 117 s old, every message kept in memory).
+            drained_until = self.mono() + DRAIN_MAX_S
+            while (self.subscribing and self.mono() < drained_until
+                   and (more := self.source.poll(DRAIN_POLL_S)) is not None):
                 live.append(more)
             self.report()
             if end is None:

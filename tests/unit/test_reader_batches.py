@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from server.reader import COALESCE_ROWS, Reader
+from server.reader import COALESCE_ROWS, DRAIN_MAX_S, Reader
 from server.schema import from_describe
 from server.settings import ServerSettings
 
@@ -58,3 +58,32 @@ def test_a_batch_stops_growing_at_its_row_budget():
     r, _ = reader(source)
     assert len(r.coalesce(big[0])) == 2 * (COALESCE_ROWS // 2 + 1)  # over the budget after one more
     assert source.queue == [big[2]]  # the next one waits for the next batch
+
+
+class Flood(Messages):
+    """A subscription that never runs dry (a producer writing its history), over a database that
+    answers each backfill chunk with one row."""
+
+    def __init__(self, clock):
+        super().__init__()
+        self.clock = clock
+
+    def poll(self, timeout_s):
+        self.polls += 1
+        self.clock[0] += 0.01
+        return tick(1, NOW - 1000)
+
+    def rows(self, sql):
+        return tick(1, NOW - 30_000)
+
+
+def test_the_backfill_ends_while_the_subscription_never_runs_dry():
+    clock = [0.0]
+    source = Flood(clock)
+    r = Reader(ServerSettings.from_env({"SERVER_INSTANCE": "t", "SERVER_WINDOW": "60s", "SERVER_BACKFILL_CHUNK": "20s"}),
+               lambda message: None, threading.Event(), source=source, wall=lambda: NOW / 1000,
+               mono=lambda: clock[0])
+    r.adopt(SCHEMA)
+    live = r.backfill()  # three chunks and an open-ended last one, each drained for at most DRAIN_MAX_S
+    assert 0 < source.polls <= 4 * (DRAIN_MAX_S / 0.01 + 1)
+    assert len(live) == source.polls
