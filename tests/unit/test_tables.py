@@ -1,0 +1,54 @@
+"""The window table takes big batches in pieces (server/tables.py UPDATE_ROWS), with the same
+content and order as one update."""
+
+import pyarrow as pa
+import pytest
+
+from server import batches, tables
+from server.batches import Delivery
+from server.engine import Engine
+from server.schema import from_describe
+from server.settings import ServerSettings
+
+pytestmark = pytest.mark.unit
+
+SCHEMA = from_describe("db", "meters", "ts", "ms", [("ts", "TIMESTAMP", 8, ""), ("v", "INT", 4, "")])
+
+
+class Recorder:
+    """The window table, counting the rows of each update (a Perspective table's methods are read-only)."""
+
+    def __init__(self, table, updates):
+        self.table, self.updates = table, updates
+
+    def update(self, data):
+        self.updates.append(pa.ipc.open_stream(data).read_all().num_rows)
+        self.table.update(data)
+
+    def replace(self, data):
+        self.table.replace(data)
+
+    def size(self):
+        return self.table.size()
+
+
+def delivery(rows):
+    batch, _ = batches.to_batch(SCHEMA, batches.arrow_schema(SCHEMA), rows)
+    return Delivery(batches.ipc(batch), None, len(rows), rows[-1][1])
+
+
+def test_big_batches_go_into_the_window_table_in_pieces_in_order(monkeypatch):
+    monkeypatch.setattr(tables, "UPDATE_ROWS", 7)
+    updates = []
+    hosted = tables.Tables(Engine(), ServerSettings.from_env({"SERVER_INSTANCE": "t", "SERVER_AGGREGATE_BY": "off",
+                                                              "SERVER_LIMIT": "1000", "SERVER_METERS": "1"}))
+    hosted.ensure(SCHEMA.perspective_schema())
+    hosted.apply(delivery([(f"d{i}", 1_000 + i, i) for i in range(20)]))  # created from 3 pieces
+    hosted.rows = Recorder(hosted.rows, updates)
+    hosted.apply(delivery([(f"d{i}", 2_000 + i, i) for i in range(16)]))
+    assert updates == [7, 7, 2]
+    columns = hosted.engine.call(lambda: hosted.rows.table.view().to_columns())
+    assert columns["v"] == list(range(20)) + list(range(16)) and hosted.size() == 36
+    hosted.clear()  # a refill replaces the content, in pieces too
+    hosted.apply(delivery([(f"d{i}", 3_000 + i, i) for i in range(9)]))
+    assert hosted.engine.call(lambda: hosted.rows.table.view().to_columns())["v"] == list(range(9))
