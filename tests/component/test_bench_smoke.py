@@ -59,3 +59,66 @@ def test_freshness_benchmark_measures_both_methods_against_a_running_server(fake
     assert "seed (ts > NOW() - 1s every 250 ms)" in result.stdout  # figures printed as it goes
     conn = fake_taosws.connect("ws://root:taosdata@localhost:6041")  # it removed its own subtables...
     assert list(conn.query("SELECT COUNT(*) FROM power.meters")) == [(1,)]  # only the stack's own row
+
+
+def _bench_load_env(fake_env) -> dict:
+    """The benchmarks that start the producer and the server themselves, against the fake."""
+    import pytest
+
+    from bench.load import node_missing
+
+    reason = node_missing()
+    if reason:
+        pytest.skip(reason)
+    return dict(fake_env, TDENGINE_URL="ws://localhost:6041")
+
+
+def test_fanout_benchmark_starts_the_stack_and_reaches_every_dashboard(fake_env, tmp_path):
+    env = _bench_load_env(fake_env)
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "fanout.py"), "--start", "--quick", "--meters", "50",
+                             "--clients", "1,2", "--logs", str(tmp_path / "logs")], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    figures = json.loads(lines[-1])
+    assert {"metric", "value", "unit", "ratio"} <= set(figures)
+    assert figures["metric"] == "fanout_p95_ms" and figures["unit"] == "ms" and figures["reference_clients"] == 1
+    assert figures["value"] is None or figures["value"] >= 0  # None when the busy machine saturated the run
+    runs = figures["runs"]
+    assert [run["clients"] for run in runs] == [1, 2] and [run["views"] for run in runs] == [4, 8]
+    for run in runs:
+        # whole ticks of the fleet reached the probe, each row timed once
+        assert run["rows_arrived"] > 0 and run["inner_ticks_complete"] > 0 and run["inner_ticks_rows_max"] == 50
+        assert 0 <= run["p50_ms"] <= run["p95_ms"] <= run["p99_ms"] < 10_000
+        assert run["client_errors"] == 0 and run["reread_p50_ms"] is not None
+        views = [key[len("updates_"):-len("_per_s")] for key in run if key.startswith("updates_")]
+        assert len(views) == 4, run  # every view of the page's layout was notified and re-read
+        assert all(run[f"updates_{name}_per_s"] > 0 and run[f"reread_{name}_p95_ms"] is not None for name in views)
+        for role in ("server", "reader", "producer", "clients"):  # the processes it started, sampled
+            assert run[f"{role}_cpu_pct"] >= 0 and run[f"{role}_rss_mib"] > 0, role
+        assert run["machine_cpu_pct"] is not None and isinstance(run["saturated"], bool)
+        assert run["engine_queue_mean"] is None or run["engine_queue_mean"] >= 0
+    assert runs[0]["p95_ratio"] == 1.0 and runs[1]["p95_ratio"] is not None
+    assert set(figures["log_problems"]) == {"producer", "server", "dashboards"}
+    assert any(line.startswith("N=2: write -> arrival") for line in lines)  # figures printed as it goes
+    assert "measure the fake" in result.stdout
+
+
+def test_soak_benchmark_samples_every_process_and_finds_no_row_lost(fake_env, tmp_path):
+    env = _bench_load_env(fake_env)
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "soak.py"), "--start", "--quick", "--meters", "50",
+                             "--clients", "2", "--duration", "15s", "--sample-every", "3s",
+                             "--logs", str(tmp_path / "logs")], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    figures = json.loads(lines[-1])
+    assert {"metric", "value", "unit", "ratio", "verdict"} <= set(figures)
+    assert figures["metric"] == "soak_server_rss_growth_mib_per_10min" and figures["unit"] == "MiB/10min"
+    assert figures["verdict"] == "flat" or figures["verdict"].startswith(("growing", "unknown"))
+    assert len([line for line in lines if line.startswith("t=")]) >= 4  # a line per sample
+    assert {"server", "reader", "producer", "clients"} <= set(figures["rss_mib_samples"])
+    # the hosted window equals the database over the compared range
+    assert figures["database_rows"] > 0 and figures["hosted_rows"] == figures["database_rows"]
+    assert figures["rows_lost"] == 0 and figures["rows_duplicated"] == 0 and figures["rows_extra"] == 0
+    assert figures["rows_arrived"] > 0 and figures["client_errors"] == 0
+    assert set(figures["log_problems"]) == {"producer", "server", "dashboards"}
