@@ -3,7 +3,9 @@ they see. The dashboards are Perspective 4.3.0 JS clients (`@perspective-dev/cli
 viewer/node_modules, over the `ws` package), all in ONE Node process (bench/dashboards.mjs),
 each holding the page's own views (viewer/src/layout.js metersLayout(): the grouped grid, latest
 per meter, the voltage chart's view, the current bar view) with on_update, re-reading a viewport
-(rows 0..100) on every update as the viewer does.
+(rows 0..100) on every update with the requests the 4.3.0 viewer sends (recorded in Chromium; see
+bench/dashboards.mjs; --reads viewport: the viewport request only). With --start the producer
+writes one window of history first, then the server starts and backfills it (bench/load.py).
 
     # against the compose stack, its producer already writing (give the stack's fleet and window):
     python bench/fanout.py --server ws://localhost:3000/websocket --healthz http://localhost:3000/healthz \\
@@ -126,7 +128,7 @@ def not_warm(args, warm: dict, notes: list) -> int:
         "metric": "fanout_p95_ms", "value": None, "unit": "ms", "ratio": None,
         "result": "saturated before any dashboard" if saturated else "the server did not catch up",
         "saturated_clients": [], "meters": args.meters, "interval_ms": args.interval_ms, "window_s": args.window,
-        "started": args.start, "checkout": checkout(), **warm, "runs": [], "notes": notes}))
+        "started": args.start, "checkout": args.checkout, **warm, "runs": [], "notes": notes}))
     return 0 if saturated else 1
 
 
@@ -152,6 +154,7 @@ def main() -> int:
     args.measure = args.measure or (10.0 if args.quick else 60.0)
     args.settle = args.settle if args.settle is not None else (3.0 if args.quick else 10.0)
     notes = []
+    args.checkout = checkout()  # the code measured, as it was when the run began
     if args.start:
         import taosws
 
@@ -194,7 +197,7 @@ def main() -> int:
     measured = [r for r in runs if r["opened"]]
     if not measured:
         print(json.dumps({"metric": "fanout_p95_ms", "value": None, "unit": "ms", "ratio": None,
-                          "result": runs[0]["result"], "meters": args.meters, "checkout": checkout(), **warm,
+                          "result": runs[0]["result"], "meters": args.meters, "checkout": args.checkout, **warm,
                           "runs": runs, "notes": notes}))
         return 0
     reference = next((r for r in measured if r["clients"] == 1), measured[0])
@@ -227,7 +230,8 @@ def main() -> int:
         "saturated_clients": [r["clients"] for r in runs if r["saturated"]],
         "unopened_clients": [r["clients"] for r in runs if not r["opened"]],
         "meters": args.meters, "interval_ms": args.interval_ms, "window_s": args.window, "measure_s": args.measure,
-        "reads": args.reads, "viewport_rows": args.viewport_rows, "probe_table": args.probe_table, "started": args.start, "checkout": checkout(), **warm,
+        "reads": args.reads, "viewport_rows": args.viewport_rows, "probe_table": args.probe_table,
+        "started": args.start, "checkout": args.checkout, **warm,
         "runs": runs, "log_problems": problems, "notes": notes,
         "server_late_rows_dropped": final_health.get("late_rows_dropped"),
         "server_rows_repaired": final_health.get("rows_repaired"), "server_rebuilds": final_health.get("rebuilds"),

@@ -21,9 +21,10 @@ one time range: from the newest of the meters' oldest hosted rows (older rows ar
 by the window, oldest first) to the snapshot time minus --settle-db (rows still on their way are
 not counted as lost). Then the WARNING/ERROR lines in the logs of the processes it started.
 
-Verdict "flat": once the window is full, each process's RSS grows less than 1 MiB per 10 minutes
-(slope of a linear fit over the samples taken after the window filled). The project's processes
-(server, reader, producer, clients) make the verdict; TDengine's are reported beside it.
+Verdict "flat": once the window is full (at least a window's rows and no longer growing: the
+table is at its limit and each new row evicts the oldest), each process's RSS grows less than 1 MiB
+per 10 minutes (slope of a linear fit over the samples taken from then on). The project's processes
+(server, reader, producer) make the verdict; the Node clients' and TDengine's are reported beside.
 
 The last line is one JSON object: metric (server RSS growth, MiB per 10 min), value, unit, ratio
 (growth over the 1 MiB / 10 min bound), verdict, and every figure.
@@ -51,7 +52,9 @@ from bench.load import (MIB, OPEN_TIMEOUT_S, ROLES, Arrivals, Dashboards, Finder
                         load, log_problems, parse_duration, say, settle_load_arguments, warm_up, window_rows)
 
 FLAT_MIB_PER_10_MIN = 1.0
-VERDICT_ROLES = ("server", "reader", "producer", "clients")
+# the project's processes; the Node clients (the harness's stand-in for browsers) and TDengine's
+# are reported beside them
+VERDICT_ROLES = ("server", "reader", "producer")
 DATABASE_CHUNK_MS = 30_000  # rows read back from the database per query
 
 
@@ -66,6 +69,13 @@ def sample_line(elapsed: float, previous, sample, interval: dict) -> str:
     parts.append(f"rows {body.get('table_rows')!s} lag {body.get('lag_ms')!s} ms queue {body.get('engine_queue')!s}")
     parts.append(f"p95 {interval['p95_ms']} ms over {interval['rows_arrived']:,} rows")
     return " | ".join(parts)
+
+
+def window_full(previous: Sample, sample: Sample, needed: int) -> bool:
+    """Full: at least a window's rows, and no longer growing (the table is at its `limit`, which
+    the server sizes with headroom above the window; from then on each row evicts the oldest)."""
+    rows = (sample.health or {}).get("table_rows") or 0
+    return rows >= needed and rows == ((previous.health or {}).get("table_rows") or 0)
 
 
 def slopes(samples, since_t: float | None) -> dict:
@@ -158,7 +168,8 @@ def compare(args, server_url: str) -> dict:
 
     return {"compared_from_ms": low, "compared_to_ms": high, "compared_s": round((high - low) / 1000, 1),
             "hosted_rows_total": len(hosted_ts), "database_rows": len(in_database),
-            "hosted_rows": int(inside.sum()), "rows_lost": len(missing), "rows_duplicated": len(hosted_keys_) - len(unique_hosted),
+            "hosted_rows": int(inside.sum()), "rows_lost": len(missing),
+            "rows_duplicated": len(hosted_keys_) - len(unique_hosted),
             "rows_extra": len(extra), "lost_examples": examples(missing), "extra_examples": examples(extra),
             "hosted_read_s": round(hosted_s, 1), "database_read_s": round(database_s, 1)}
 
@@ -191,6 +202,7 @@ def main() -> int:
     args.duration = args.duration or (60.0 if args.quick else 3600.0)
     args.sample_every = args.sample_every or (5.0 if args.quick else 60.0)
     notes = []
+    args.checkout = checkout()  # the code measured, as it was when the run began
     if args.start:
         import taosws
 
@@ -242,7 +254,7 @@ def soak(args, server_url: str, health_url: str, stack, finder: Finder, sampler:
         say(f"{opened['dashboards']} dashboards ({opened['views']} views) open in {opened['ms']} ms")
         dashboards.reset()
         first = previous = sampler.sample(health(health_url))
-        full_at = first.t if ((first.health or {}).get("table_rows") or 0) >= needed else None
+        full_at = None
         end = first.t + args.duration
         while (now := time.monotonic()) < end:
             time.sleep(min(args.sample_every, end - now))
@@ -254,9 +266,10 @@ def soak(args, server_url: str, health_url: str, stack, finder: Finder, sampler:
             interval = Arrivals(args.meters)
             interval.add(stats)
             total.add(stats)
-            if full_at is None and ((sample.health or {}).get("table_rows") or 0) >= needed:
+            if full_at is None and window_full(previous, sample, needed):
                 full_at = sample.t
-                say(f"  the window is full ({needed:,} rows) after {sample.t - first.t:.0f} s")
+                say(f"  the window is full ({(sample.health or {}).get('table_rows'):,} rows, no longer growing) "
+                    f"after {sample.t - first.t:.0f} s")
             say(sample_line(sample.t - first.t, previous, sample, interval.figures(stats["seconds"], args.clients)))
             previous = sample
         final_health = health(health_url) or {}
@@ -304,12 +317,13 @@ def report(args, notes: list, warm: dict, stack, sampler: Sampler, result: Soake
     print(json.dumps({
         "metric": "soak_server_rss_growth_mib_per_10min", "value": server_growth, "unit": "MiB/10min",
         "ratio": round(server_growth / FLAT_MIB_PER_10_MIN, 2) if server_growth is not None else None,
-        "verdict": verdict, "rss_growth_mib_per_10min": growth, "fit_span_s": fit_span,
+        "verdict": verdict, "verdict_reliable": fit_span is not None and fit_span >= 600,
+        "rss_growth_mib_per_10min": growth, "fit_span_s": fit_span,
         "window_full_after_s": round(full_at - first.t, 1) if full_at is not None else None,
         "meters": args.meters, "interval_ms": args.interval_ms, "window_s": args.window, "clients": args.clients,
         "duration_s": round(seconds, 1), "sample_every_s": args.sample_every, "reads": args.reads,
         "viewport_rows": args.viewport_rows, "probe_table": args.probe_table, "started": args.start,
-        "checkout": checkout(), **warm, **figures, **spread, **engine_queue(sampler.samples), **lag(sampler.samples),
+        "checkout": args.checkout, **warm, **figures, **spread, **engine_queue(sampler.samples), **lag(sampler.samples),
         **result.comparison, "log_problems": problems,
         "rss_mib_samples": {role: [round(s.rss[role] / MIB, 1) for s in sampler.samples if role in s.rss]
                             for role in ROLES if role in last.rss},

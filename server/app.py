@@ -100,6 +100,9 @@ class PerspectiveSocket(tornado.websocket.WebSocketHandler):
             except RuntimeError:  # the loop is closed: the server is stopping
                 pass
 
+        # Replies are small and each waits on the one before: with Nagle's algorithm each waited
+        # for a delayed ACK, about 40 ms (a client's re-read p50 went from 100 to 26 ms without it)
+        self.set_nodelay(True)
         self.session = self.engine.submit(self.engine.server.new_session, send)
         self.clients.count += 1
 
