@@ -54,7 +54,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.load import (OPEN_TIMEOUT_S, Arrivals, Dashboards, Finder, Sampler, add_load_arguments,  # noqa: E402
-                        checkout, describe_processes, engine_queue, figures_between, health, lag, load,
+                        describe_processes, engine_queue, figures_between, health, lag, load,
                         log_problems, say, settle_load_arguments, warm_up)
 
 
@@ -144,7 +144,7 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=None,
                         help="seconds between opening the dashboards and measuring (default 10; 3 with --quick)")
     args = parser.parse_args()
-    settle_load_arguments(args, parser)
+    notes = settle_load_arguments(args, parser)
     try:
         counts = [int(c) for c in (args.clients or ("1,2" if args.quick else "1,10,50")).split(",") if c.strip()]
     except ValueError:
@@ -153,14 +153,6 @@ def main() -> int:
         parser.error("--clients takes counts like 1,10,50")
     args.measure = args.measure or (10.0 if args.quick else 60.0)
     args.settle = args.settle if args.settle is not None else (3.0 if args.quick else 10.0)
-    notes = []
-    args.checkout = checkout()  # the code measured, as it was when the run began
-    if args.start:
-        import taosws
-
-        if getattr(taosws, "FAKE", False):
-            notes.append("taosws is the test fake: the figures measure the fake, not TDengine")
-            say("note: " + notes[-1])
     say(f"fanout: {args.meters:,} meters x 1 row / {args.interval_ms} ms, window {args.window:g} s; "
         f"dashboards {counts}, {args.measure:g} s each; reads {args.reads}, viewport 0..{args.viewport_rows}; "
         + ("producer and server started here" if args.start else f"stack at {args.server}"))

@@ -122,7 +122,9 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny everything: a check that it runs")
 
 
-def settle_load_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+def settle_load_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
+    """Fill in the defaults, record the code measured (as it was when the run began), and return
+    the notes the run's report starts with."""
     quick = args.quick
     args.meters = args.meters or (100 if quick else 10_000)
     args.window = args.window or (60.0 if quick else 600.0)
@@ -132,6 +134,15 @@ def settle_load_arguments(args: argparse.Namespace, parser: argparse.ArgumentPar
     if args.logs is None:
         args.logs = Path(tempfile.mkdtemp(prefix="bench-load-"))
     args.logs.mkdir(parents=True, exist_ok=True)
+    args.checkout = checkout()
+    notes = []
+    if args.start:
+        import taosws
+
+        if getattr(taosws, "FAKE", False):
+            notes.append("taosws is the test fake: the figures measure the fake, not TDengine")
+            say("note: " + notes[-1])
+    return notes
 
 
 def window_rows(args) -> int:

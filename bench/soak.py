@@ -48,7 +48,7 @@ import pyarrow as pa  # noqa: E402
 
 from bench import client  # noqa: E402
 from bench.load import (MIB, OPEN_TIMEOUT_S, ROLES, Arrivals, Dashboards, Finder, Sample, Sampler,  # noqa: E402
-                        add_load_arguments, checkout, cpu_between, engine_queue, figures_between, health, lag,
+                        add_load_arguments, cpu_between, engine_queue, figures_between, health, lag,
                         load, log_problems, parse_duration, say, settle_load_arguments, warm_up, window_rows)
 
 FLAT_MIB_PER_10_MIN = 1.0
@@ -197,18 +197,10 @@ def main() -> int:
     parser.add_argument("--stable", default="meters", help="the supertable it holds (SERVER_SUPERTABLE)")
     parser.add_argument("--time-column", default="ts", help="SERVER_TIME_COLUMN")
     args = parser.parse_args()
-    settle_load_arguments(args, parser)
+    notes = settle_load_arguments(args, parser)
     args.clients = args.clients or (2 if args.quick else 10)
     args.duration = args.duration or (60.0 if args.quick else 3600.0)
     args.sample_every = args.sample_every or (5.0 if args.quick else 60.0)
-    notes = []
-    args.checkout = checkout()  # the code measured, as it was when the run began
-    if args.start:
-        import taosws
-
-        if getattr(taosws, "FAKE", False):
-            notes.append("taosws is the test fake: the figures measure the fake, not TDengine")
-            say("note: " + notes[-1])
     say(f"soak: {args.meters:,} meters x 1 row / {args.interval_ms} ms, window {args.window:g} s, "
         f"{args.clients} dashboards, for {args.duration:g} s, a sample every {args.sample_every:g} s; "
         + ("producer and server started here" if args.start else f"stack at {args.server}"))

@@ -98,9 +98,9 @@ class Fleet:
 
     def tick(self, start_s: int, ticks: int = 1) -> dict[str, bytes]:
         batch = self.batch(start_s, ticks)
-        everything = list(range(batch.num_rows))
-        newest = everything[-self.meters:]
-        update = self.aggregates.add(batch, everything, newest, self.t0 + (start_s + ticks - self.window_s) * 1000)
+        newest = list(range(batch.num_rows - self.meters, batch.num_rows))  # the last tick
+        update = self.aggregates.add(batch, batches.take(batch, newest),
+                                     self.t0 + (start_s + ticks - self.window_s) * 1000)
         data = {"rows": batches.ipc(batch), "latest": batches.ipc(batch, newest), "trend": update.trend,
                 "groups": update.groups}
         if not self.tables:

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from .batches import ipc
-from .schema import TBNAME, TableSchema
+from .schema import ARROW_TYPES, TBNAME, TableSchema
 
 READINGS = "readings"  # rows a trend bucket holds
 METERS = "meters"      # meters a group holds
@@ -55,8 +55,7 @@ class Aggregates:
         self.bucket_ms = bucket_ms
         self.values = [c.name for c in schema.columns
                        if not c.is_tag and c.name != by and c.perspective_type in ("integer", "float")]
-        by_type = pa.type_for_alias({"integer": "int32", "float": "float64", "string": "utf8",
-                                     "boolean": "bool", "datetime": "timestamp[ms]"}[columns[by].perspective_type])
+        by_type = pa.type_for_alias(ARROW_TYPES[columns[by].perspective_type])
         means = [pa.field(name, pa.float64()) for name in self.values]
         self.trend_schema = pa.schema([pa.field(KEY, pa.string()), pa.field(by, by_type),
                                        pa.field(self.time_column, pa.timestamp("ms")),
@@ -73,11 +72,11 @@ class Aggregates:
         self.meter_ts = np.zeros(0, dtype=np.int64)
         self.meter_values = np.zeros((0, width))
 
-    def add(self, batch: pa.RecordBatch, keep: list[int], latest: list[int], window_start_ms: int) -> Update:
-        """Count the kept rows into their buckets and the newest row of each meter into its
+    def add(self, kept: pa.RecordBatch | None, latest: pa.RecordBatch | None, window_start_ms: int) -> Update:
+        """Count the kept rows into their buckets and each meter's newest row (`latest`) into its
         group; expire buckets that ended before the window's start."""
-        trend = self._add_trend(batch, keep) if keep else None
-        groups = self._add_latest(batch, latest) if latest else None
+        trend = self._add_trend(kept) if kept is not None and kept.num_rows else None
+        groups = self._add_latest(latest) if latest is not None and latest.num_rows else None
         return Update(trend, groups, self.expire(window_start_ms))
 
     def expire(self, window_start_ms: int) -> list[str]:
@@ -89,8 +88,7 @@ class Aggregates:
 
     # --- the trend -----------------------------------------------------------------------------
 
-    def _add_trend(self, batch: pa.RecordBatch, keep: list[int]) -> bytes:
-        rows = batch.take(pa.array(keep, pa.int64()))
+    def _add_trend(self, rows: pa.RecordBatch) -> bytes:
         groups = rows.column(self.by).dictionary_encode(null_encoding="encode")
         names = groups.dictionary.to_pylist()
         codes = groups.indices.to_numpy(zero_copy_only=False).astype(np.int64)
@@ -127,8 +125,7 @@ class Aggregates:
 
     # --- the groups ----------------------------------------------------------------------------
 
-    def _add_latest(self, batch: pa.RecordBatch, latest: list[int]) -> bytes:
-        rows = batch.take(pa.array(latest, pa.int64()))
+    def _add_latest(self, rows: pa.RecordBatch) -> bytes:
         names = rows.column(TBNAME).to_pylist()
         groups = rows.column(self.by).to_pylist()
         index = self.meter_index

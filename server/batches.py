@@ -53,10 +53,16 @@ def subtables(batch: pa.RecordBatch) -> tuple[list[str], np.ndarray]:
     return encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
+def take(batch: pa.RecordBatch, indexes: list[int]) -> pa.RecordBatch:
+    """The chosen rows, in the given order (indexes covering every row are taken as all of them,
+    in order: the deduplicator keeps rows in batch order)."""
+    return batch if len(indexes) == batch.num_rows else batch.take(pa.array(indexes, pa.int64()))
+
+
 def ipc(batch: pa.RecordBatch, indexes: list[int] | None = None) -> bytes:
     """Arrow IPC stream of the chosen rows (all of them by default), in the given order."""
-    if indexes is not None and len(indexes) != batch.num_rows:
-        batch = batch.take(pa.array(indexes, pa.int64()))
+    if indexes is not None:
+        batch = take(batch, indexes)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, batch.schema) as writer:
         writer.write_batch(batch)

@@ -498,9 +498,11 @@ class Reader:
             per_chunk = self.delivered_per_chunk
             for cid, delivered in zip(*np.unique(kept_ts // chunk, return_counts=True)):
                 per_chunk[int(cid)] = per_chunk.get(int(cid), 0) + int(delivered)
-        rows_ipc = batches.ipc(batch, verdict.keep)
-        latest_ipc = batches.ipc(batch, verdict.latest) if verdict.latest else None
-        aggregated = self.aggregate(batch, verdict.keep, verdict.latest)
+        kept = batches.take(batch, verdict.keep)
+        latest = batches.take(batch, verdict.latest) if verdict.latest else None
+        rows_ipc = batches.ipc(kept)
+        latest_ipc = batches.ipc(latest) if latest is not None else None
+        aggregated = self.aggregate(kept, latest)
         self.send(("rows", batches.Delivery(
             rows_ipc, latest_ipc, len(verdict.keep), newest_ms,
             trend=aggregated.trend if aggregated else None, groups=aggregated.groups if aggregated else None,
@@ -508,14 +510,14 @@ class Reader:
             live=live)))
         return len(verdict.keep)
 
-    def aggregate(self, batch, keep: list[int], latest: list[int]):
+    def aggregate(self, kept, latest):
         """The aggregates' changed rows; off for good (and reported) if the grouping column has
         more values than they are meant for."""
         if self.aggregates is None:
             return None
         window_start_ms = int((self.wall() - self.settings.window_s) * 1000)
         try:
-            return self.aggregates.add(batch, keep, latest, window_start_ms)
+            return self.aggregates.add(kept, latest, window_start_ms)
         except TooManyGroups as error:
             self.aggregates = None
             self.status["aggregates"] = f"off: {error} (SERVER_AGGREGATE_BY should name a column with few values)"

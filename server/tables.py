@@ -69,11 +69,11 @@ class Tables:
             if table is None or data is None:
                 continue
             if refill and table is self.rows:
-                self._replace_rows(data)
+                self._replace_rows(data, d.count)
             elif refill:
                 table.replace(data)
             elif table is self.rows:
-                for piece in _pieces(data):
+                for piece in _pieces(data, d.count):
                     table.update(piece)
             else:
                 table.update(data)
@@ -92,7 +92,7 @@ class Tables:
             self._create_aggregates(d)
             self.latest = self.client.table(d.latest if d.latest is not None else self.shape,
                                             index=TBNAME, name=self.settings.latest_table)
-            first, *rest = _pieces(d.rows)
+            first, *rest = _pieces(d.rows, d.count)
             self.rows = self.client.table(first, limit=self.settings.limit, name=self.settings.table)
             for piece in rest:
                 self.rows.update(piece)
@@ -102,8 +102,8 @@ class Tables:
               aggregates=f"{self.settings.trend_table},{self.settings.groups_table}" if self.trend else None,
               columns=",".join(f"{k}:{v}" for k, v in (self.shape or {}).items()))
 
-    def _replace_rows(self, data: bytes) -> None:
-        first, *rest = _pieces(data)
+    def _replace_rows(self, data: bytes, count: int) -> None:
+        first, *rest = _pieces(data, count)
         self.rows.replace(first)
         for piece in rest:
             self.rows.update(piece)
@@ -125,11 +125,12 @@ class Tables:
         return self._size
 
 
-def _pieces(data: bytes) -> list[bytes]:
-    """The Arrow IPC stream as streams of at most UPDATE_ROWS rows, in order."""
-    table = pa.ipc.open_stream(data).read_all()
-    if table.num_rows <= UPDATE_ROWS:
+def _pieces(data: bytes, count: int) -> list[bytes]:
+    """The Arrow IPC stream of `count` rows as streams of at most UPDATE_ROWS rows, in order (the
+    common small batch is passed on without being decoded)."""
+    if count <= UPDATE_ROWS:
         return [data]
+    table = pa.ipc.open_stream(data).read_all()
     pieces = []
     for start in range(0, table.num_rows, UPDATE_ROWS):
         sink = pa.BufferOutputStream()

@@ -38,7 +38,7 @@ def table(ipc: bytes) -> dict:
 
 def feed(aggregates, chunk, window_start_ms=0):
     batch, _ = batches.to_batch(SCHEMA, TARGET, chunk)
-    return aggregates.add(batch, list(range(len(chunk))), list(range(len(chunk))), window_start_ms)
+    return aggregates.add(batch, batch, window_start_ms)
 
 
 def expected_trend(raw, bucket_ms):
