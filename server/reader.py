@@ -500,7 +500,7 @@ class Reader:
                 per_chunk[int(cid)] = per_chunk.get(int(cid), 0) + int(delivered)
         kept = batches.take(batch, verdict.keep)
         latest = batches.take(batch, verdict.latest) if verdict.latest else None
-        rows_ipc = batches.ipc(kept)
+        rows_ipc = batches.ipc_pieces(kept)
         latest_ipc = batches.ipc(latest) if latest is not None else None
         aggregated = self.aggregate(kept, latest)
         self.send(("rows", batches.Delivery(

@@ -7,8 +7,6 @@ import logging
 import threading
 import time
 
-import pyarrow as pa
-
 from common.logs import event
 
 from .aggregates import KEY
@@ -18,13 +16,6 @@ from .schema import TBNAME
 from .settings import ServerSettings
 
 log = logging.getLogger("server.tables")
-# Rows per update of the window table. Perspective 4.3.0 evicts from a full `limit` table at a cost
-# that grows with the size of the update that brought the evicted rows in: one 10,000-row tick into
-# a full 660,000-row table took 7.0 s when the table had been filled in 600,000-row updates (a
-# one-minute backfill chunk at 10,000 meters), 84 ms when filled in 60,000-row ones (issue 12).
-UPDATE_ROWS = 50_000
-
-
 class Tables:
     def __init__(self, engine: Engine, settings: ServerSettings):
         self.engine = engine
@@ -68,13 +59,16 @@ class Tables:
                             (self.rows, d.rows)):
             if table is None or data is None:
                 continue
-            if refill and table is self.rows:
-                self._replace_rows(data, d.count)
+            if table is self.rows:
+                first, *rest = data  # pieces of at most batches.UPDATE_ROWS rows
+                if refill:
+                    table.replace(first)
+                else:
+                    table.update(first)
+                for piece in rest:
+                    table.update(piece)
             elif refill:
                 table.replace(data)
-            elif table is self.rows:
-                for piece in _pieces(data, d.count):
-                    table.update(piece)
             else:
                 table.update(data)
         self._create_aggregates(d)
@@ -92,7 +86,7 @@ class Tables:
             self._create_aggregates(d)
             self.latest = self.client.table(d.latest if d.latest is not None else self.shape,
                                             index=TBNAME, name=self.settings.latest_table)
-            first, *rest = _pieces(d.rows, d.count)
+            first, *rest = d.rows
             self.rows = self.client.table(first, limit=self.settings.limit, name=self.settings.table)
             for piece in rest:
                 self.rows.update(piece)
@@ -101,12 +95,6 @@ class Tables:
               latest_table=self.settings.latest_table, limit=self.settings.limit,
               aggregates=f"{self.settings.trend_table},{self.settings.groups_table}" if self.trend else None,
               columns=",".join(f"{k}:{v}" for k, v in (self.shape or {}).items()))
-
-    def _replace_rows(self, data: bytes, count: int) -> None:
-        first, *rest = _pieces(data, count)
-        self.rows.replace(first)
-        for piece in rest:
-            self.rows.update(piece)
 
     def _create_aggregates(self, d: Delivery) -> None:
         """The aggregate tables, from their first rows (they come with the first batch)."""
@@ -124,17 +112,3 @@ class Tables:
         """Rows in the window table after the last batch; None before it exists."""
         return self._size
 
-
-def _pieces(data: bytes, count: int) -> list[bytes]:
-    """The Arrow IPC stream of `count` rows as streams of at most UPDATE_ROWS rows, in order (the
-    common small batch is passed on without being decoded)."""
-    if count <= UPDATE_ROWS:
-        return [data]
-    table = pa.ipc.open_stream(data).read_all()
-    pieces = []
-    for start in range(0, table.num_rows, UPDATE_ROWS):
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table.slice(start, UPDATE_ROWS))
-        pieces.append(sink.getvalue().to_pybytes())
-    return pieces

@@ -75,7 +75,7 @@ def test_tables_update_perspective_on_the_engine_thread_only():
     rows_ipc = latest_ipc = batches.encode(schema, batches.arrow_schema(schema), rows, list(range(10)))
     tables.ensure(schema.perspective_schema())
     before = len(engine.callers)
-    worker = threading.Thread(target=tables.apply, args=(batches.Delivery(rows_ipc, latest_ipc, 10, 0),), name="pump")
+    worker = threading.Thread(target=tables.apply, args=(batches.Delivery((rows_ipc,), latest_ipc, 10, 0),), name="pump")
     worker.start()
     worker.join(10)
     assert engine.callers[before:] == ["pump"]  # handed over, not run on the caller's thread

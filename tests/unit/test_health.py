@@ -45,7 +45,7 @@ def test_hops_say_where_each_live_batch_spent_its_time():
     assert health.snapshot(NOW, clients=0, table_rows=0)[1]["hops_ms"] is None
     for i in range(20):  # row at t, polled +300 ms, sent +20 ms, received +2 ms, waited 1 ms, updated in 50 + i ms
         t = NOW + i
-        delivery = Delivery(b"", None, 1, int(t * 1000), polled_at=t + 0.3, sent_at=t + 0.32, live=True)
+        delivery = Delivery((b"",), None, 1, int(t * 1000), polled_at=t + 0.3, sent_at=t + 0.32, live=True)
         health.hops.add(delivery, received=t + 0.322, applied=(t + 0.323, t + 0.373 + i / 1000))
     hops = health.snapshot(NOW + 20, clients=0, table_rows=0, engine_queue=4)[1]
     assert hops["engine_queue"] == 4

@@ -1,5 +1,5 @@
-"""The window table takes big batches in pieces (server/tables.py UPDATE_ROWS), with the same
-content and order as one update."""
+"""The window table takes big batches in pieces (server/batches.py UPDATE_ROWS, cut by the
+reader), with the same content and order as one update."""
 
 import pyarrow as pa
 import pytest
@@ -34,11 +34,19 @@ class Recorder:
 
 def delivery(rows):
     batch, _ = batches.to_batch(SCHEMA, batches.arrow_schema(SCHEMA), rows)
-    return Delivery(batches.ipc(batch), None, len(rows), rows[-1][1])
+    return Delivery(batches.ipc_pieces(batch, 7), None, len(rows), rows[-1][1])
 
 
-def test_big_batches_go_into_the_window_table_in_pieces_in_order(monkeypatch):
-    monkeypatch.setattr(tables, "UPDATE_ROWS", 7)
+def test_pieces_cover_the_batch_in_order_and_an_empty_batch_is_one_piece():
+    batch, _ = batches.to_batch(SCHEMA, batches.arrow_schema(SCHEMA), [(f"d{i}", i, i) for i in range(15)])
+    pieces = [pa.ipc.open_stream(p).read_all() for p in batches.ipc_pieces(batch, 7)]
+    assert [p.num_rows for p in pieces] == [7, 7, 1]
+    assert pa.concat_tables(pieces).column("v").to_pylist() == list(range(15))
+    empty, _ = batches.to_batch(SCHEMA, batches.arrow_schema(SCHEMA), [])
+    assert [pa.ipc.open_stream(p).read_all().num_rows for p in batches.ipc_pieces(empty)] == [0]
+
+
+def test_big_batches_go_into_the_window_table_in_pieces_in_order():
     updates = []
     hosted = tables.Tables(Engine(), ServerSettings.from_env({"SERVER_INSTANCE": "t", "SERVER_AGGREGATE_BY": "off",
                                                               "SERVER_LIMIT": "1000", "SERVER_METERS": "1"}))
