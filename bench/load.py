@@ -105,6 +105,9 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=parse_duration, default=None,
                         help="the server's window, SERVER_WINDOW (default 10m; 1m with --quick); with --start "
                              "the producer backfills as much, so the window is full from the start")
+    parser.add_argument("--window-rows", type=int, default=None,
+                        help="with --start: SERVER_WINDOW_ROWS (default: the server's); the server shortens "
+                             "--window to fit it, and the benchmark fills and checks what it keeps")
     parser.add_argument("--warmup", type=parse_duration, default=None,
                         help="longest wait for a full window before measuring (default 180s; 30s with --quick); "
                              "the backfill must be hosted (small lag) in any case")
@@ -139,10 +142,27 @@ def settle_load_arguments(args: argparse.Namespace, parser: argparse.ArgumentPar
     if args.start:
         import taosws
 
+        from server.settings import ServerSettings
+
+        asked, args.window = args.window, ServerSettings.from_env(server_sizing(args)).window_s
+        if args.window < asked:
+            notes.append(f"the server keeps {args.window:g} s of the {asked:g} s asked (SERVER_WINDOW_ROWS "
+                         f"{args.window_rows or 'default'}): that is the window filled and measured")
+            say("note: " + notes[-1])
+
         if getattr(taosws, "FAKE", False):
             notes.append("taosws is the test fake: the figures measure the fake, not TDengine")
             say("note: " + notes[-1])
     return notes
+
+
+def server_sizing(args) -> dict:
+    """The server settings that size its window, as a started server gets them."""
+    sizing = {"SERVER_METERS": str(args.meters), "SERVER_INTERVAL_MS": str(args.interval_ms),
+              "SERVER_WINDOW": duration_text(args.window), "SERVER_INSTANCE": "bench"}
+    if args.window_rows:
+        sizing["SERVER_WINDOW_ROWS"] = str(args.window_rows)
+    return sizing
 
 
 def window_rows(args) -> int:
@@ -365,6 +385,11 @@ def warm_up(args, health_url: str, stack: "Stack | None", sampler: "Sampler") ->
             stack.check()
         rows = (body or {}).get("table_rows") or 0
         lag = (body or {}).get("lag_ms")
+        kept = ((body or {}).get("window") or {}).get("s")
+        if kept and kept < args.window:  # a running stack's server shortened the window (SERVER_WINDOW_ROWS)
+            say(f"note: the server keeps {kept:g} s of the {args.window:g} s given: checking that window")
+            args.window = kept
+            needed = window_rows(args)
         full = rows >= needed
         caught_up = lag is not None and lag <= lag_ok_ms
         out = {"warmup_s": round(now - started, 1), "window_full": full, "warm_hosted_rows": rows,
@@ -452,9 +477,7 @@ class Stack:
                         PRODUCER_BACKFILL=duration_text(args.window),
                         PRODUCER_BUFFER_ROWS=str(max(1_000_000, math.ceil(window_rows(args) * 1.2))),
                         PRODUCER_HEARTBEAT_FILE=str(self.logs / "producer.heartbeat"))
-        server = dict(base, SERVER_PORT=str(self.port), SERVER_METERS=str(args.meters),
-                      SERVER_INTERVAL_MS=str(args.interval_ms), SERVER_WINDOW=duration_text(args.window),
-                      SERVER_INSTANCE=f"bench{self.port}")
+        server = {**base, **server_sizing(args), "SERVER_PORT": str(self.port), "SERVER_INSTANCE": f"bench{self.port}"}
         # The server starts once the producer's backfill is written, as after a restart of a stack
         # with history: its backfill queries then read the window in bulk. Started together on a
         # fresh database, the server finds almost nothing to backfill and the producer's history

@@ -26,7 +26,13 @@ async def serve(settings: ServerSettings) -> None:
 
     engine = Engine()
     tables = Tables(engine, settings)
-    health = Health(mode=settings.mode, stale_after_s=settings.stale_after_s)
+    window = {"s": settings.window_s, "asked_s": settings.window_asked_s, "rows_max": settings.window_rows,
+              "limit": settings.limit}
+    health = Health(mode=settings.mode, stale_after_s=settings.stale_after_s, window=window)
+    if settings.window_s < settings.window_asked_s:
+        event(log, logging.INFO, "window shortened to fit SERVER_WINDOW_ROWS", window_s=settings.window_s,
+              asked_s=settings.window_asked_s, rows_max=settings.window_rows, meters=settings.meters,
+              interval_ms=settings.interval_ms)
     supervisor = ReaderSupervisor(settings, tables, health)
     app = make_app(engine, health, supervisor, tables, settings.allowed_origins)
     http = app.listen(settings.port)

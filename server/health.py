@@ -59,6 +59,7 @@ class Health:
     newest_row_ms: int | None = None                  # newest row timestamp delivered
     reader_restarts: int = 0
     hops: Hops = field(default_factory=Hops)
+    window: dict | None = None                        # the window kept, and what was asked (settings)
     _recent: collections.deque = field(default_factory=collections.deque)  # (wall time, rows)
 
     def delivered(self, rows: int, newest_ms: int, now: float) -> None:
@@ -114,6 +115,7 @@ class Health:
             "reader_restarts": self.reader_restarts,
             "clients": clients,
             "table_rows": table_rows,
+            "window": self.window,
             "engine_queue": engine_queue,
             "hops_ms": self.hops.summary(),
             "aggregates": reader.get("aggregates"),

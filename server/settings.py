@@ -23,6 +23,7 @@ DEFAULTS = {
     "SERVER_AGGREGATE_BY": "location",
     "SERVER_AGGREGATE_BUCKET": "10s",
     "SERVER_WINDOW": "10m",
+    "SERVER_WINDOW_ROWS": "1200000",
     "SERVER_METERS": "100",
     "SERVER_INTERVAL_MS": "1000",
     "SERVER_LIMIT": "",
@@ -44,6 +45,7 @@ MODES = ("subscribe", "poll")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _INSTANCE = re.compile(r"[^A-Za-z0-9_]")
 LIMIT_HEADROOM = 1.1  # room for meters that report slightly faster than the nominal interval
+MAX_ROWS = 500_000_000
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,9 @@ class ServerSettings:
     latest_table: str       # Perspective table of the newest row per subtable
     aggregate_by: str       # column the live aggregates group by ("": off, no aggregate tables)
     aggregate_bucket_s: float  # the trend's bucket of time
-    window_s: float         # history loaded at start and kept in `table`
+    window_s: float         # history loaded at start and kept: SERVER_WINDOW, shortened to SERVER_WINDOW_ROWS
+    window_asked_s: float   # SERVER_WINDOW as set
+    window_rows: int        # the most rows a window may hold (SERVER_WINDOW_ROWS)
     meters: int             # the fleet `table` must hold for a whole window...
     interval_ms: int        # ...at one row per meter per interval
     limit: int              # rows kept in `table` (Perspective `limit`)
@@ -82,22 +86,24 @@ class ServerSettings:
         mode = env.raw("SERVER_MODE", d["SERVER_MODE"]).lower()
         if mode not in MODES:
             raise SettingsError("SERVER_MODE", "one of " + ", ".join(MODES), mode)
-        window_s = env.duration("SERVER_WINDOW", d["SERVER_WINDOW"], minimum_s=1, maximum_s=7 * 86400)
+        window_asked_s = env.duration("SERVER_WINDOW", d["SERVER_WINDOW"], minimum_s=1, maximum_s=7 * 86400)
         meters = env.integer("SERVER_METERS", int(d["SERVER_METERS"]), minimum=1, maximum=1_000_000)
         interval_ms = env.integer("SERVER_INTERVAL_MS", int(d["SERVER_INTERVAL_MS"]), minimum=1,
                                   maximum=3_600_000)
+        window_rows = env.integer("SERVER_WINDOW_ROWS", int(d["SERVER_WINDOW_ROWS"]), minimum=1, maximum=MAX_ROWS)
+        window_s = _window(window_asked_s, window_rows, meters, interval_ms, environ)
         needed = math.ceil(meters * window_s * 1000 / interval_ms)
         limit_text = env.raw("SERVER_LIMIT", d["SERVER_LIMIT"])
         if limit_text == "":
             limit = math.ceil(needed * LIMIT_HEADROOM)
         else:
-            limit = env.integer("SERVER_LIMIT", 0, minimum=1, maximum=500_000_000)
+            limit = env.integer("SERVER_LIMIT", 0, minimum=1, maximum=MAX_ROWS)
             if limit < needed:
                 raise SettingsError("SERVER_LIMIT",
                                     f"at least SERVER_METERS x SERVER_WINDOW / SERVER_INTERVAL_MS = {needed} "
                                     "rows, so the whole window fits (or leave it empty to size it)", limit_text)
-        if limit > 500_000_000:
-            raise SettingsError("SERVER_WINDOW", f"a window of at most 500,000,000 rows, not {limit}",
+        if limit > MAX_ROWS:
+            raise SettingsError("SERVER_WINDOW", f"a window of at most {MAX_ROWS:,} rows, not {limit}",
                                 environ.get("SERVER_WINDOW"))
         instance = env.raw("SERVER_INSTANCE", d["SERVER_INSTANCE"]) or socket.gethostname()
         settings = cls(
@@ -112,6 +118,8 @@ class ServerSettings:
             aggregate_bucket_s=env.duration("SERVER_AGGREGATE_BUCKET", d["SERVER_AGGREGATE_BUCKET"], minimum_s=1,
                                             maximum_s=86400),
             window_s=window_s,
+            window_asked_s=window_asked_s,
+            window_rows=window_rows,
             meters=meters,
             interval_ms=interval_ms,
             limit=limit,
@@ -161,6 +169,21 @@ class ServerSettings:
     def consumer_group(self) -> str:
         """The prefix of this instance's consumer groups (each subscription adds a nonce)."""
         return f"dash_{self.instance}"
+
+
+def _window(asked_s: float, rows: int, meters: int, interval_ms: int, environ: Mapping[str, str]) -> float:
+    """SERVER_WINDOW, shortened to whole seconds so that SERVER_METERS meters reporting every
+    SERVER_INTERVAL_MS fill at most SERVER_WINDOW_ROWS rows. Every row costs the server memory
+    (about 220 bytes in Perspective) and each update of a full window table costs more the more
+    rows it holds (README "Sizing"): at 10,000 meters a 10-minute window is 6,000,000 rows, 1.3 GB."""
+    fits_s = rows * interval_ms / 1000 / meters
+    if fits_s >= asked_s:
+        return asked_s
+    if fits_s < 1:
+        raise SettingsError("SERVER_WINDOW_ROWS", f"at least SERVER_METERS x 1 s / SERVER_INTERVAL_MS = "
+                            f"{math.ceil(meters * 1000 / interval_ms)} rows, a window of one second",
+                            environ.get("SERVER_WINDOW_ROWS"))
+    return float(math.floor(fits_s))
 
 
 def _aggregate_by(env: Env) -> str:

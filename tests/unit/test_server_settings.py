@@ -18,11 +18,23 @@ def test_an_explicit_limit_must_hold_the_window():
         ServerSettings.from_env({**env, "SERVER_LIMIT": "599999"})
 
 
+def test_the_window_is_shortened_to_whole_seconds_that_fit_the_row_budget():
+    small = ServerSettings.from_env({"SERVER_METERS": "1000"})  # 600,000 rows: the whole 10 minutes
+    assert (small.window_s, small.window_asked_s, small.window_rows) == (600, 600, 1_200_000)
+    big = ServerSettings.from_env({"SERVER_METERS": "10000"})
+    assert (big.window_s, big.window_asked_s, big.limit) == (120, 600, 1_320_000)
+    odd = ServerSettings.from_env({"SERVER_METERS": "7000", "SERVER_INTERVAL_MS": "500"})
+    assert odd.window_s == 85  # 1,200,000 rows / 14,000 rows/s = 85.7 s, down to whole seconds
+    assert ServerSettings.from_env({"SERVER_METERS": "10000", "SERVER_WINDOW_ROWS": "6000000"}).window_s == 600
+    with pytest.raises(SettingsError, match=r"^SERVER_WINDOW_ROWS: expected at least .* = 20000 rows"):
+        ServerSettings.from_env({"SERVER_METERS": "10000", "SERVER_INTERVAL_MS": "500", "SERVER_WINDOW_ROWS": "19999"})
+
+
 @pytest.mark.parametrize("name, value", [
     ("SERVER_PORT", "http"), ("SERVER_PORT", "70000"), ("SERVER_MODE", "push"),
     ("SERVER_WINDOW", "forever"), ("SERVER_SUPERTABLE", "meters; drop"), ("SERVER_TIME_COLUMN", "1ts"),
     ("SERVER_TABLE", "bad name"), ("SERVER_MAX_LATENESS", "-1s"), ("SERVER_METERS", "0"),
-    ("TDENGINE_URL", "ws://tdengine"),
+    ("TDENGINE_URL", "ws://tdengine"), ("SERVER_WINDOW_ROWS", "0"), ("SERVER_WINDOW_ROWS", "many"),
 ])
 def test_bad_values_name_the_variable(name, value):
     with pytest.raises(SettingsError, match=rf"^{name}: expected"):
