@@ -329,10 +329,15 @@ class Reader:
                 last_message = self.mono()
             now = self.mono()
             self.report()
-            if now - last_cleanup >= GROUP_CLEANUP_EVERY_S:
+            quiet = now - last_message
+            # Queries block this loop (taos-ws-py holds the GIL), so rows arriving meanwhile wait:
+            # run them right after a delivery, when the next tick is furthest away, or when
+            # nothing has come for a while.
+            between = bool(rows) or quiet >= max(every, PROBE_AFTER_S)
+            if between and now - last_cleanup >= GROUP_CLEANUP_EVERY_S:
                 self.drop_idle_groups(keep=self.group)
                 last_cleanup = now
-            if every and now - last_reconcile >= every:
+            if between and every and now - last_reconcile >= every:
                 self.reconcile()
                 last_reconcile = now = self.mono()
             quiet = now - last_message
