@@ -52,6 +52,18 @@ def test_buffer_is_set_at_create_and_changed_by_alter_database(td):
     assert count(conn, td.db) == 1
 
 
+@pytest.mark.parametrize("buffer_mb", [2, 16_385])
+def test_a_buffer_outside_3_to_16384_is_refused_with_0x2619(td, buffer_mb):
+    """The range PRODUCER_VNODE_BUFFER_MB is validated against at start-up."""
+    from producer.database import ALTER_BUFFER
+    from producer.settings import BUFFER_MB_RANGE
+
+    assert BUFFER_MB_RANGE == (3, 16_384)
+    conn = td.meters(buffer_mb=16)
+    with pytest.raises(td.taosws.QueryError, match=r"^\[0x2619\].*Invalid option buffer.*valid range: \[3, 16384\]"):
+        conn.execute(ALTER_BUFFER.format(db=td.db, buffer=buffer_mb))
+
+
 def test_sql_longer_than_the_limit_is_refused_and_ours_fit(td):
     """TDengine refuses SQL text over 1,048,576 characters before parsing it; statements.py keeps
     every statement under MAX_SQL_BYTES."""

@@ -1,6 +1,7 @@
 """The fake TDengine server behind the fake `taosws`: one SQLite file shared by every process.
 
 It understands the subset of TDengine SQL this project sends (CREATE DATABASE/STABLE/TOPIC,
+ALTER DATABASE ... BUFFER,
 DROP DATABASE/TOPIC/TABLE, DESCRIBE, multi-table INSERT ... USING ... TAGS, SELECT over a
 supertable with CAST, aggregates, LAST_ROW, PARTITION BY, ORDER BY, LIMIT, `NOW() - 1s` in WHERE)
 and answers it with the shapes and
@@ -440,7 +441,8 @@ class Server:
     @staticmethod
     def _buffer_mb(value) -> int:
         if not str(value).isdigit() or not BUFFER_MB_RANGE[0] <= int(value) <= BUFFER_MB_RANGE[1]:
-            raise SqlError(0x0382, "Invalid database options")
+            raise SqlError(0x2619, f"Invalid option buffer: {value}, valid range: "
+                                   f"[{BUFFER_MB_RANGE[0]}, {BUFFER_MB_RANGE[1]}]")
         return int(value)
 
     def alter_database(self, tokens: Tokens) -> int:
