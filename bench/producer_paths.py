@@ -4,8 +4,9 @@ tick) at N meters, each measured as the median of repeated one-tick writes in th
 - text_using:  multi-table INSERT text with `USING ... TAGS` (the reference: the old live path);
 - text_plain:  the same without `USING ... TAGS`, the subtables existing (the live path now);
 - stmt2:       the prepared stmt2 statement, one bind parameter per subtable, one row each;
-- schemaless:  InfluxDB line protocol through `schemaless_insert` (reported refused, with its
-               code, where taosAdapter refuses it);
+- schemaless:  InfluxDB line protocol through `schemaless_insert`, into a supertable of its own
+               (line protocol tags are strings and its subtable names are generated, so it
+               cannot write the data contract's `meters`); a refusal is reported with its code;
 - processes_K: K processes, each with its own connection writing its contiguous part of the
                tick as text_plain, all at once (the tick is done when the slowest is).
 

@@ -2,10 +2,10 @@
 
 Live ticks go out as multi-table INSERT text, one row per subtable: measured faster than stmt2 for
 that shape (~83 k vs ~37 k rows/s, tdengine-checked.md "Writes"). Once the subtables exist the
-clauses leave out `USING ... TAGS` (plain `db.d0 VALUES (...)`): TDengine then neither parses
-tags nor looks the subtable up by them, measured 1.28x faster with one writer and 1.95x with four
-(bench/producer.py --write-paths). A missing subtable fails such a whole statement with
-[0x2603], so a batch knows its meters and can be built again with `USING`.
+clauses leave out `USING ... TAGS` (plain `db.d0 VALUES (...)`): TDengine then parses no tags,
+measured 1.27x faster for a 50,000-subtable tick on one connection (72 k vs 57 k rows/s,
+bench/producer.py --write-paths, TDengine 3.3.6.13). A missing subtable fails such a whole
+statement with [0x2603], so a batch knows its meters and can be built again with `USING`.
 Every statement stays below TDengine's SQL length limit (1,048,576 characters by default, tdengine.md
 2.3; a longer one is refused, see tests/contract/test_writes.py).
 """
