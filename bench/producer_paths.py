@@ -4,9 +4,10 @@ tick) at N meters, each measured as the median of repeated one-tick writes in th
 - text_using:  multi-table INSERT text with `USING ... TAGS` (the reference: the old live path);
 - text_plain:  the same without `USING ... TAGS`, the subtables existing (the live path now);
 - stmt2:       the prepared stmt2 statement, one bind parameter per subtable, one row each;
-- schemaless:  InfluxDB line protocol through `schemaless_insert`, into a supertable of its own
-               (line protocol tags are strings and its subtable names are generated, so it
-               cannot write the data contract's `meters`); a refusal is reported with its code;
+- schemaless:  InfluxDB line protocol through `schemaless_insert`: one line into `meters`
+               (TDengine 3.3.6.13 refuses it, [0x3002] "point type and db type mismatch": line
+               protocol tags are NCHAR, groupid is INT), then the rate into a supertable of its
+               own (its subtable names are generated, too); refusals are reported with their code;
 - processes_K: K processes, each with its own connection writing its contiguous part of the
                tick as text_plain, all at once (the tick is done when the slowest is).
 
@@ -53,6 +54,16 @@ def _writer_process(settings: TDengineSettings, meters: int, index: int, count: 
     database.close()
 
 
+def refusal(call) -> str | None:
+    """None if `call` succeeds, else what it was refused with (class, code and message)."""
+    try:
+        call()
+    except Exception as error:  # noqa: BLE001 - any refusal is the finding, reported as such
+        code = error_code(error)
+        return f"refused: {type(error).__name__} {'0x%04X ' % code if code is not None else ''}{error}"
+    return None
+
+
 class WritePaths:
     def __init__(self, taosws, settings: TDengineSettings, meters: int, buffer_mb: int, repeats: int,
                  start_ms: int):
@@ -64,6 +75,7 @@ class WritePaths:
         self.database = Database(settings, keep_days=7, fleet=self.fleet, buffer_mb=buffer_mb)
         self.buffer_mb = buffer_mb
         self.tick = start_ms
+        self.schemaless_into_meters: str | None = None
 
     def next_tick(self) -> int:
         self.tick += 1000
@@ -91,7 +103,7 @@ class WritePaths:
             for name in ("text_using", "text_plain", "stmt2"):
                 say(f"  {name}: {figures[name] / 1e3:.1f} k rows/s")
             rate = figures["schemaless"]
-            say(f"  schemaless: {refused or f'{rate / 1e3:.1f} k rows/s'}")
+            say(f"  schemaless (own supertable): {refused or f'{rate / 1e3:.1f} k rows/s'}")
             for count in connections:
                 figures[f"processes_{count}"] = self._processes(count)
                 say(f"  processes_{count}: {figures[f'processes_{count}'] / 1e3:.1f} k rows/s "
@@ -105,6 +117,7 @@ class WritePaths:
         return {"metric": "write_path_rows_per_s", "value": round(figures[best]), "unit": "rows/s",
                 "ratio": round(figures[best] / reference, 2), "reference": "text_using", "fastest": best,
                 "meters": self.meters, "buffer_mb": self.buffer_mb, "schemaless_refused": refused,
+                "schemaless_into_meters": self.schemaless_into_meters or "accepted",
                 **{f"{name}_rows_per_s": round(rate) if rate else None for name, rate in figures.items()},
                 **{f"{name}_ratio": round(rate / reference, 2) if rate else None for name, rate in figures.items()}}
 
@@ -115,25 +128,30 @@ class WritePaths:
         return self._median_rows_per_s(write)
 
     def _schemaless(self) -> tuple[float | None, str | None]:
-        """Line protocol into a supertable of its own (tags of line protocol are strings, so it
-        cannot write into `meters`): rows/s, or None and what the server answered."""
+        """Line protocol: first one line into the data contract's `meters` (refused where its tags
+        are not strings: line protocol tags are NCHAR), then the rows/s of a whole tick into a
+        supertable of its own, or None and what the server answered."""
         tw = self.taosws
         conn = tw.connect(self.settings.dsn(with_database=True))
         fleet = self.fleet
 
-        def write(readings):
-            ts = int(readings.timestamps[0])
-            lines = [f"sml_meters,location={loc.replace('.', '_')},groupid={g} "
-                     f"current={c:.9g}f32,voltage={v}i32,phase={p:.9g}f32 {ts}"
-                     for loc, g, c, v, p in zip(fleet.locations, fleet.groupids.tolist(), readings.current[0].tolist(),
-                                                readings.voltage[0].tolist(), readings.phase[0].tolist())]
+        def insert(lines):
             conn.schemaless_insert(lines=lines, protocol=tw.PySchemalessProtocol.Line,
                                    precision=tw.PySchemalessPrecision.Millisecond, ttl=0, req_id=0)
+
+        def lines_of(table, readings):
+            ts = int(readings.timestamps[0])
+            return [f"{table},location={loc},groupid={g} current={c:.9g}f32,voltage={v}i32,phase={p:.9g}f32 {ts}"
+                    for loc, g, c, v, p in zip(fleet.locations, fleet.groupids.tolist(), readings.current[0].tolist(),
+                                               readings.voltage[0].tolist(), readings.phase[0].tolist())]
         try:
-            return self._median_rows_per_s(write), None
-        except Exception as error:  # noqa: BLE001 - any refusal is the finding, reported as such
-            code = error_code(error)
-            return None, f"refused: {type(error).__name__} {'0x%04X' % code if code is not None else ''} {error}".strip()
+            into_meters = refusal(lambda: insert(lines_of("meters", simulate(fleet, np.array([self.next_tick()])))[:1]))
+            say(f"  schemaless into meters: {into_meters or 'accepted'}")
+            self.schemaless_into_meters = into_meters
+            rates = []
+            refused = refusal(lambda: rates.append(
+                self._median_rows_per_s(lambda readings: insert(lines_of("sml_meters", readings)))))
+            return (rates[0] if rates else None), refused
         finally:
             conn.close()
 
