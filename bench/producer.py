@@ -4,6 +4,14 @@ into row dicts, a new statement per 250-row batch), measured in the same run.
 
     python bench/producer.py [--quick]                       # simulation only
     TDENGINE_URL=ws://localhost:6041 python bench/producer.py  # plus writes (own database per run)
+    TDENGINE_URL=... python bench/producer.py --write-paths [--meters 50000] [--connections 1,2,4]
+    TDENGINE_URL=... python bench/producer.py --sustain [--writers 4] [--meters 50000] [--buffer-mb 256]
+                                                        [--duration 10m] [--baseline 60s]
+
+--write-paths: rows/s of each write path for one row per subtable (bench/producer_paths.py), the
+old INSERT-with-USING path as reference. --sustain: the real producer with W writers for a
+duration; how many seconds the database holds exactly M rows (bench/producer_sustain.py), the old
+configuration (1 writer, BUFFER 16) as reference with --baseline.
 
 Targets (issue 2): simulation >= 5 M rows/s; backfill >= 500 k rows/s and >= 10x the reference;
 live >= 50 k meters in one one-second tick. Figures are medians of repeated runs. The last line is
@@ -180,10 +188,88 @@ class WriteBench:
                 "live_ratio": round(ours_rate / ref_rate, 2)}
 
 
+def bench_database(args) -> TDengineSettings:
+    """TDENGINE_URL's server, with a database of this run's own (--database, else bench_<random>)."""
+    found = TDengineSettings.from_env(Env(os.environ))
+    name = args.database or f"bench_{uuid.uuid4().hex[:8]}"
+    return TDengineSettings(found.url, found.user, found.password, name)
+
+
+def write_paths(args) -> dict:
+    import taosws
+
+    from bench.producer_paths import WritePaths
+
+    if getattr(taosws, "FAKE", False):
+        say("note: taosws is the test fake; write figures below measure the fake, not TDengine")
+    settings = bench_database(args)
+    paths = WritePaths(taosws, settings, args.meters, args.buffer_mb, args.repeats, T0 - 1_800_000)
+    try:
+        return paths.run([int(k) for k in args.connections.split(",")])
+    finally:
+        drop_database(taosws, settings)
+
+
+def sustain(args) -> dict:
+    import taosws
+
+    from bench import producer_sustain as sustained
+
+    if getattr(taosws, "FAKE", False):
+        say("note: taosws is the test fake; the figures below measure the fake, not TDengine")
+    settings = bench_database(args)
+    logs = sustained.logs_directory()
+    runs = []
+    if args.baseline:
+        base = TDengineSettings(settings.url, settings.user, settings.password, settings.database + "_base")
+        runs.append(sustained.run(taosws, base, sustained.Config(1, args.meters, 16, args.baseline, args.warmup),
+                                  logs, args.keep))
+    main_run = sustained.run(taosws, settings, sustained.Config(args.writers, args.meters, args.buffer_mb,
+                                                                args.duration, args.warmup), logs, args.keep)
+    fraction = main_run["seconds_full"] / max(1, main_run["seconds"])
+    result = {"metric": "sustain_seconds_full_fraction", "value": round(fraction, 4), "unit": "fraction",
+              "ratio": None, **main_run}
+    if runs:
+        base_fraction = runs[0]["seconds_full"] / max(1, runs[0]["seconds"])
+        result["ratio"] = round(fraction / base_fraction, 2) if base_fraction else None
+        result["baseline"] = runs[0]
+    return result
+
+
+def drop_database(taosws, settings: TDengineSettings) -> None:
+    conn = taosws.connect(settings.dsn(with_database=False))
+    try:
+        conn.execute(f"DROP DATABASE IF EXISTS {settings.database}")
+    finally:
+        conn.close()
+
+
 def main() -> int:
+    from bench.load import parse_duration
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, under a minute")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--write-paths", action="store_true", help="rows/s of each write path for one row per subtable")
+    mode.add_argument("--sustain", action="store_true", help="run the producer; seconds with exactly --meters rows")
+    parser.add_argument("--meters", type=int, default=50_000, help="fleet size (default 50,000)")
+    parser.add_argument("--buffer-mb", type=int, default=256, help="the database's BUFFER (default 256)")
+    parser.add_argument("--connections", default="1,2,4", help="--write-paths: K parallel processes (default 1,2,4)")
+    parser.add_argument("--repeats", type=int, default=5, help="--write-paths: one-tick writes per path (median)")
+    parser.add_argument("--writers", type=int, default=4, help="--sustain: PRODUCER_WRITERS (default 4)")
+    parser.add_argument("--duration", type=parse_duration, default=600.0, help="--sustain: measured span (10m)")
+    parser.add_argument("--warmup", type=parse_duration, default=10.0,
+                        help="--sustain: wait after every writer is live before measuring (10s)")
+    parser.add_argument("--baseline", type=parse_duration, default=0.0,
+                        help="--sustain: first run 1 writer with BUFFER 16 this long as the reference (e.g. 60s)")
+    parser.add_argument("--database", default=None, help="database name (default bench_<random>; dropped after)")
+    parser.add_argument("--keep", action="store_true", help="--sustain: keep the databases")
     args = parser.parse_args()
+    if args.write_paths or args.sustain:
+        if not os.environ.get("TDENGINE_URL"):
+            parser.error("--write-paths and --sustain need TDENGINE_URL")
+        print(json.dumps(write_paths(args) if args.write_paths else sustain(args)))
+        return 0
     result = bench_simulation(args.quick)
     if os.environ.get("TDENGINE_URL"):
         bench = WriteBench(TDengineSettings.from_env(Env(os.environ)), args.quick)

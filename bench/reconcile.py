@@ -114,14 +114,14 @@ def bench_cpu(meters: int, repeats: int) -> dict:
 def bench_database(settings: TDengineSettings, meters: int, repeats: int) -> dict:
     import taosws
 
-    from producer.database import CREATE_DATABASE, CREATE_STABLE, Database
+    from producer.database import CREATE_DATABASE, CREATE_STABLE, DEFAULT_BUFFER_MB, Database
     from producer.simulator import make_fleet, simulate
 
     database = f"bench_{uuid.uuid4().hex[:8]}"
     own = TDengineSettings(settings.url, settings.user, settings.password, database)
     conn = taosws.connect(own.dsn(with_database=False))
     try:
-        conn.execute(CREATE_DATABASE.format(db=database, keep=7))
+        conn.execute(CREATE_DATABASE.format(db=database, keep=7, buffer=DEFAULT_BUFFER_MB))
         conn.execute(CREATE_STABLE.format(db=database))
         fleet = make_fleet(meters, seed=5)
         writer = Database(own, keep_days=7, fleet=fleet)

@@ -1,4 +1,4 @@
-"""`python -m producer`: read settings, then simulate and write until SIGTERM or SIGINT."""
+"""`python -m producer`: read settings, then run the writer processes until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def main() -> int:
     settings = load_or_exit("producer", ProducerSettings.from_env, os.environ)
     logs.setup(settings.log_level)
 
-    from .service import Producer  # imports taosws: after the settings are known to be good
+    from .writers import Writers
 
     stop = threading.Event()
 
@@ -26,7 +26,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    Producer(settings, stop).run()
+    Writers(settings, stop).run()
     return 0
 
 

@@ -7,28 +7,47 @@ Facts relied on (shared/reference/tdengine-checked.md unless noted):
 - `CAST(ts AS BIGINT)` returns epoch milliseconds as an int in an ms database.
 - A timestamp older than KEEP is refused with [0x060B]: such rows can never be written.
 - After a taosAdapter restart the connection raises QueryError [0xE002] forever: reconnect.
+- An INSERT without `USING ... TAGS` naming a missing subtable fails the whole statement with
+  [0x2603] and writes nothing of it (tests/contract/test_writes.py): so the batch is written again
+  with `USING`, and the connection is kept.
+- `ALTER DATABASE <db> BUFFER <n>` works on an existing database; the current value is the
+  `buffer` column of information_schema.ins_databases (a keyword: back-quoted).
+- `CAST(LAST_ROW(ts) AS BIGINT) ... PARTITION BY tbname` gives each subtable's newest row.
 """
 
 from __future__ import annotations
 
+import logging
+
 import taosws
 
-from common.tdengine import TDengineSettings, is_connection_lost
+from common.logs import event
+from common.tdengine import TDengineSettings, error_code, is_connection_lost
 
+from .settings import DEFAULTS
 from .errors import OUTAGE, REJECTED, Diagnosis, diagnose
 from .simulator import Fleet, Readings
 from .statements import STABLE, TextInserts, per_meter_columns
 
+log = logging.getLogger("producer")
+
 # The data contract (DESIGN.md): a small database for a laptop, and TDengine's meters shape.
+# BUFFER (MB per vnode) is PRODUCER_VNODE_BUFFER_MB: at 50,000 subtables the default of 16 fills
+# in about 2 s and every commit stalls the writes (README "Sizing").
 CREATE_DATABASE = (
-    "CREATE DATABASE IF NOT EXISTS {db} PRECISION 'ms' VGROUPS 1 BUFFER 16 "
+    "CREATE DATABASE IF NOT EXISTS {db} PRECISION 'ms' VGROUPS 1 BUFFER {buffer} "
     "DURATION 1d KEEP {keep}d WAL_LEVEL 1 CACHEMODEL 'last_row'"
 )
+DATABASE_BUFFER = "SELECT `buffer` FROM information_schema.ins_databases WHERE name = '{db}'"
+ALTER_BUFFER = "ALTER DATABASE {db} BUFFER {buffer}"
+TABLE_MISSING = 0x2603
+DEFAULT_BUFFER_MB = int(DEFAULTS["PRODUCER_VNODE_BUFFER_MB"])
 CREATE_STABLE = (
     "CREATE STABLE IF NOT EXISTS {db}.meters (ts TIMESTAMP, current FLOAT, voltage INT, phase FLOAT) "
     "TAGS (groupid INT, location VARCHAR(24))"
 )
-NEWEST_ROW = "SELECT CAST(ts AS BIGINT) AS ts_ms FROM {db}.meters ORDER BY ts DESC LIMIT 1"
+NEWEST_PER_METER = ("SELECT tbname, CAST(LAST_ROW(ts) AS BIGINT) AS ts_ms FROM {db}.meters "
+                    "PARTITION BY tbname")
 STMT2_INSERT = f"INSERT INTO ? USING {STABLE} TAGS (?, ?) VALUES (?, ?, ?, ?)"
 NOT_CONNECTED = Diagnosis(OUTAGE, None, "not connected")
 WRITE = "write"  # the step of a failed write (Unavailable.during); connect steps name themselves
@@ -53,34 +72,46 @@ class Rejected(Exception):
         self.diagnosis = diagnosis
 
 
+class _TableMissing(Exception):
+    """[0x2603] on an INSERT without USING: some subtable of the statement does not exist."""
+
+
 class Database:
-    def __init__(self, settings: TDengineSettings, keep_days: int, fleet: Fleet):
+    """One writer's connection. `fleet` is the part of the meters it writes; `owns_schema`: it
+    creates the database and supertable and sets the buffer (one writer does, so that writers
+    never race on CREATE/ALTER DATABASE); the others only connect. `buffer_mb` None (tools that
+    write into someone else's database): create with the default buffer, never alter it."""
+
+    def __init__(self, settings: TDengineSettings, keep_days: int, fleet: Fleet, *,
+                 buffer_mb: int | None = None, owns_schema: bool = True):
         self._settings = settings
         self._keep_days = keep_days
+        self._buffer_mb = buffer_mb
+        self._owns_schema = owns_schema
         self._fleet = fleet
         self._text = TextInserts(settings.database, fleet)
         self._conn = None
         self._stmt = None
         self._tags = None
+        # True once every subtable of the fleet is known to exist: live ticks then leave out
+        # USING ... TAGS. Kept across reconnects; a dropped subtable is caught by [0x2603].
+        self.tables_exist = False
+        self.using_fallbacks = 0   # statements written again with USING after [0x2603]
 
     @property
     def connected(self) -> bool:
         return self._conn is not None
 
-    def connect(self) -> None:
-        """Create the database and supertable if missing, then open the write connection."""
+    def connect(self) -> tuple[int, int] | None:
+        """Create the database and supertable if missing (if this writer owns the schema), then
+        open the write connection. Returns (old, new) when the database's BUFFER was changed."""
         self.close()
         db = self._settings.database
         step = "connect"
+        changed = None
         try:
-            admin = taosws.connect(self._settings.dsn(with_database=False))
-            try:
-                step = f"create database {db}"
-                admin.execute(CREATE_DATABASE.format(db=db, keep=self._keep_days))
-                step = f"create supertable {db}.{STABLE}"
-                admin.execute(CREATE_STABLE.format(db=db))
-            finally:
-                admin.close()
+            if self._owns_schema:
+                changed = self._make_schema()
             step = f"connect to database {db}"
             self._conn = taosws.connect(self._settings.dsn(with_database=True))
             step = "prepare the insert statement"
@@ -92,17 +123,63 @@ class Database:
         if self._tags is None:
             self._tags = [[taosws.int_to_tag(group), taosws.varchar_to_tag(location)]
                           for group, location in zip(self._fleet.groupids.tolist(), self._fleet.locations)]
+        return changed
+
+    def _make_schema(self) -> tuple[int, int] | None:
+        """CREATE DATABASE/STABLE IF NOT EXISTS; ALTER the buffer of an existing database."""
+        db = self._settings.database
+        step = "connect"
+        try:
+            admin = taosws.connect(self._settings.dsn(with_database=False))
+            try:
+                step = f"create database {db}"
+                wanted = self._buffer_mb
+                admin.execute(CREATE_DATABASE.format(db=db, keep=self._keep_days,
+                                                     buffer=wanted or DEFAULT_BUFFER_MB))
+                old = wanted
+                if wanted is not None:
+                    step = f"read the buffer of database {db}"
+                    rows = list(admin.query(DATABASE_BUFFER.format(db=db)))
+                    old = int(rows[0][0]) if rows else wanted
+                    if old != wanted:
+                        step = f"alter database {db} buffer {wanted}"
+                        admin.execute(ALTER_BUFFER.format(db=db, buffer=wanted))
+                step = f"create supertable {db}.{STABLE}"
+                admin.execute(CREATE_STABLE.format(db=db))
+            finally:
+                admin.close()
+        except (taosws.Error, taosws.InterfaceError) as error:
+            raise Unavailable(str(error), diagnose(error), step) from error
+        return (old, self._buffer_mb) if old != self._buffer_mb else None
 
     def newest_timestamp(self) -> int | None:
-        """Epoch ms of the newest stored reading, None for an empty table."""
-        rows = self._call(lambda: list(self._conn.query(NEWEST_ROW.format(db=self._settings.database))),
-                          during="read the newest stored row")
-        return rows[0][0] if rows else None
+        """Epoch ms after which this fleet resumes: the oldest of its meters' newest rows (a
+        writer stopped within a tick has written some meters of it and not others: they are
+        written again, with the same values), None when none of them has a row. A meter with no
+        row yet while others have some starts with them, without history of its own."""
+        own = set(self._fleet.names)
+        rows = self._call(lambda: list(self._conn.query(NEWEST_PER_METER.format(db=self._settings.database))),
+                          during="read the newest stored rows")
+        newest = [ts for name, ts in rows if name in own and ts is not None]
+        if len(newest) == len(own):
+            self.tables_exist = True
+        return min(newest) if newest else None
 
     def write_text(self, readings: Readings) -> int:
-        """Write readings as INSERT text (best for one tick: one row per subtable)."""
-        for statement in self._text.build(readings):
-            self._call(lambda s=statement: self._conn.execute(s))
+        """Write readings as INSERT text (best for one tick: one row per subtable): without
+        USING ... TAGS once the subtables are known to exist; a statement that fails with
+        [0x2603] (a subtable is missing) is written again with USING, and the tick goes on."""
+        for batch in self._text.build(readings, create=not self.tables_exist):
+            try:
+                self._call(lambda s=batch.sql: self._conn.execute(s), missing_ok=True)
+            except _TableMissing as missing:
+                self.using_fallbacks += 1
+                event(log, logging.INFO, "subtables missing, writing with USING ... TAGS",
+                      meters=f"{self._fleet.names[batch.start]}..{self._fleet.names[batch.stop - 1]}",
+                      error=missing)
+                for again in self._text.build(readings, create=True, start=batch.start, stop=batch.stop):
+                    self._call(lambda s=again.sql: self._conn.execute(s))
+        self.tables_exist = True
         return readings.rows
 
     def write_columns(self, readings: Readings) -> int:
@@ -121,14 +198,17 @@ class Database:
             return self._stmt.execute()
 
         self._call(run)
+        self.tables_exist = True  # the bound tags create every missing subtable
         return readings.rows
 
-    def _call(self, request, during: str = WRITE):
+    def _call(self, request, during: str = WRITE, missing_ok: bool = False):
         if self._conn is None:
             raise Unavailable("not connected", NOT_CONNECTED, during)
         try:
             return request()
         except (taosws.Error, taosws.InterfaceError) as error:
+            if missing_ok and error_code(error) == TABLE_MISSING:
+                raise _TableMissing(str(error)) from error
             diagnosis = diagnose(error)
             if diagnosis.kind == REJECTED:
                 raise Rejected(str(error), diagnosis) from error

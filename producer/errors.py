@@ -65,8 +65,8 @@ ERROR_KINDS: dict[int, tuple[str, str, str]] = {
              "change PRODUCER_KEEP_DAYS to a value this server accepts, or create the database "
              "by hand"),
     0x2619: (OPERATOR, "TDengine refused the database options (Invalid database option)",
-             "change PRODUCER_KEEP_DAYS to a value this server accepts, or create the database "
-             "by hand"),
+             "change PRODUCER_KEEP_DAYS or PRODUCER_VNODE_BUFFER_MB to a value this server accepts, "
+             "or create the database by hand"),
     0x012B: (OPERATOR, "the TDengine server is out of disk space",
              "free space on TDengine's data volume (drop data or databases you no longer need)"),
     0x012E: (OPERATOR, "the TDengine server has not enough disk space",

@@ -2,14 +2,20 @@
 
 Rows owed to the database are not held in memory: readings are a pure function of (seed, meter,
 timestamp), so the loop only remembers the first tick not yet written and simulates it again
-after an outage. `buffer_rows` bounds how far behind it may fall; older ticks are skipped,
-counted and logged.
+after an outage. `buffer_rows` (each writer its share, in proportion to its meters) bounds how
+far behind it may fall; older ticks are skipped, counted and logged.
 
 Errors are told apart by errors.py: an outage is retried with a WARNING per attempt, as always;
 an error that needs an operator (e.g. [0x03BA] Vnodes exhausted when creating the database) is
 retried too, since an operator may fix it, but is logged once at ERROR with what it means and
 what to change, then reminded at WARNING every REMIND_EVERY_S and shown in the progress line and
 the healthcheck (status file next to the heartbeat) until a request of that step succeeds.
+
+One Producer is one writer: it owns the `index`-th contiguous part of the fleet
+(`Fleet.part(index, PRODUCER_WRITERS)`), its own connection, ticker, backfill and heartbeat file,
+and resumes after the newest rows of its own meters. writers.py runs one per process. Writer 0
+creates the database and supertable and sets its buffer; the others wait for `schema_ready`
+before they connect, so no two writers race on CREATE or ALTER DATABASE.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from .errors import Diagnosis
 from .settings import ProducerSettings
 from .simulator import make_fleet, simulate
 from .ticker import Ticker, first_tick
+
+SCHEMA_WAIT_S = 0.2   # how often a writer looks whether writer 0 has made the schema
 
 log = logging.getLogger("producer")
 
@@ -66,12 +74,20 @@ class Stats:
 
 class Producer:
     def __init__(self, settings: ProducerSettings, stop: threading.Event, *,
+                 index: int = 0, schema_ready=None,
                  database: Database | None = None,
                  mono: Callable[[], float] = time.monotonic,
                  wall_ms: Callable[[], int] = lambda: int(time.time() * 1000)):
         self.settings = settings
-        self.fleet = make_fleet(settings.meters, settings.seed)
-        self.database = database or Database(settings.tdengine, settings.keep_days, self.fleet)
+        self.index = index
+        self.fleet = make_fleet(settings.meters, settings.seed).part(index, settings.writers)
+        self.database = database or Database(settings.tdengine, settings.keep_days, self.fleet,
+                                             buffer_mb=settings.vnode_buffer_mb, owns_schema=index == 0)
+        # set by writer 0 once the database exists (a multiprocessing Event); None: no waiting
+        self.schema_ready = schema_ready
+        # this writer's share of PRODUCER_BUFFER_ROWS (at least one tick: buffer_rows >= meters)
+        self.buffer_rows = settings.buffer_rows * self.fleet.size // settings.meters
+        self.waiting_for_schema = False
         self.stop = stop
         self.mono = mono
         self.wall_ms = wall_ms
@@ -84,15 +100,23 @@ class Producer:
         self.heartbeat_failed = False
         self.status_failed = False
         self.next_report = mono() + settings.report_every_s
-        self.status_file = healthcheck.status_path(settings.heartbeat_file)
+        self.heartbeat_file = healthcheck.writer_heartbeat(settings.heartbeat_file, index, settings.writers)
+        self.status_file = healthcheck.status_path(self.heartbeat_file)
         self.trouble: Problem | None = None        # needs an operator (or rows rejected): unresolved
         self.last_failure: Problem | None = None   # the latest failed attempt of any kind
         self.next_reminder = 0.0
 
+    def event(self, level: int, name: str, **fields) -> None:
+        """A log line of this writer (every line names it, so several writers' lines interleave
+        readably)."""
+        event(log, level, name, writer=self.index, **fields)
+
     def run(self) -> None:
-        event(log, logging.INFO, "starting", database=self.settings.tdengine.redacted(),
-              meters=self.settings.meters, interval_ms=self.settings.interval_ms,
-              backfill_s=self.settings.backfill_s, seed=self.settings.seed)
+        fleet = self.fleet
+        self.event(logging.INFO, "starting", database=self.settings.tdengine.redacted(),
+                   meters=self.settings.meters, own_meters=f"{fleet.names[0]}..{fleet.names[-1]}",
+                   interval_ms=self.settings.interval_ms, backfill_s=self.settings.backfill_s,
+                   seed=self.settings.seed, pid=os.getpid())
         self.write_status(force=True)  # no stale status from an earlier run
         try:
             while not self.stop.is_set():
@@ -104,6 +128,9 @@ class Producer:
     def step(self) -> None:
         now = self.mono()
         if not self.database.connected:
+            if self.index > 0 and self.schema_ready is not None and not self.schema_ready.is_set():
+                self.wait_for_schema()
+                return
             if now < self.retry_at:
                 self.maybe_report(now)  # the progress line keeps the state visible meanwhile
                 self.stop.wait(max(0.0, min(self.retry_at, self.next_report) - now))
@@ -122,9 +149,9 @@ class Producer:
             return
         if pending > 1 and ticker.next_ts >= self.live_from_ms and not self.behind:
             self.behind = True
-            event(log, logging.WARNING, "behind schedule, catching up",
+            self.event(logging.WARNING, "behind schedule, catching up",
                   lag_ms=round(ticker.lag_ms(now)), ticks=pending)
-        limit = max(1, MAX_ROWS_PER_WRITE // self.settings.meters)
+        limit = max(1, MAX_ROWS_PER_WRITE // self.fleet.size)
         timestamps = ticker.peek(now, limit)
         readings = simulate(self.fleet, timestamps)
         try:
@@ -148,14 +175,23 @@ class Producer:
         was_backfill = ticker.next_ts < self.live_from_ms
         ticker.advance(len(timestamps))
         if was_backfill and ticker.next_ts >= self.live_from_ms:
-            event(log, logging.INFO, "backfill done", rows_written=self.stats.rows_written)
+            self.event(logging.INFO, "backfill done", rows_written=self.stats.rows_written)
         self.maybe_report(self.mono())
+
+    def wait_for_schema(self) -> None:
+        if not self.waiting_for_schema:
+            self.waiting_for_schema = True
+            self.event(logging.INFO, "waiting for writer 0 to create the database")
+        self.stop.wait(SCHEMA_WAIT_S)
 
     def connect(self) -> bool:
         try:
-            self.database.connect()
-            event(log, logging.INFO, "reconnected" if self.stats.reconnects else "connected",
-                  failed_attempts=self.backoff.attempts)
+            changed = self.database.connect()
+            if changed is not None:
+                self.event(logging.INFO, "database buffer changed (PRODUCER_VNODE_BUFFER_MB)",
+                           database=self.settings.tdengine.database, from_mb=changed[0], to_mb=changed[1])
+            self.event(logging.INFO, "reconnected" if self.stats.reconnects else "connected",
+                       failed_attempts=self.backoff.attempts)
             if self.ticker is None:
                 self.start_schedule()
         except Unavailable as error:
@@ -163,6 +199,8 @@ class Producer:
             return False
         self.backoff.reset()
         self.resolved("connect")
+        if self.index == 0 and self.schema_ready is not None:
+            self.schema_ready.set()
         return True
 
     def start_schedule(self) -> None:
@@ -174,10 +212,10 @@ class Producer:
         self.live_from_ms = now_ms
         ticks = max(0, (now_ms - first) // interval + 1)
         if newest is not None and newest > now_ms:
-            event(log, logging.WARNING, "stored rows are ahead of this clock; waiting for them",
+            self.event(logging.WARNING, "stored rows are ahead of this clock; waiting for them",
                   newest_ts=newest, now_ts=now_ms)
-        event(log, logging.INFO, "backfill planned", from_ts=first, resume_after_ts=newest,
-              ticks=ticks, rows=ticks * self.settings.meters)
+        self.event(logging.INFO, "backfill planned", from_ts=first, resume_after_ts=newest,
+              ticks=ticks, rows=ticks * self.fleet.size)
 
     def schedule_retry(self, error: Unavailable) -> None:
         delay = self.backoff.next_delay()
@@ -188,7 +226,7 @@ class Producer:
             self.raise_trouble(problem, "TDengine refused the producer: an operator must fix this, "
                                "retrying meanwhile", retry_in_s=round(delay, 2), attempt=self.backoff.attempts)
         else:
-            event(log, logging.WARNING, "database unavailable, retrying", retry_in_s=round(delay, 2),
+            self.event(logging.WARNING, "database unavailable, retrying", retry_in_s=round(delay, 2),
                   attempt=self.backoff.attempts, error=error)
             self.write_status()
 
@@ -210,12 +248,12 @@ class Producer:
         if known is None or known.diagnosis.code != problem.diagnosis.code:
             self.trouble = problem
             self.next_reminder = now + REMIND_EVERY_S
-            event(log, logging.ERROR, headline, **fields)
+            self.event(logging.ERROR, headline, **fields)
         elif now >= self.next_reminder:
             self.next_reminder = now + REMIND_EVERY_S
-            event(log, logging.WARNING, headline + " (still)", since_ts=known.since_ms, **fields)
+            self.event(logging.WARNING, headline + " (still)", since_ts=known.since_ms, **fields)
         else:
-            event(log, logging.DEBUG, headline + " (still)", **fields)
+            self.event(logging.DEBUG, headline + " (still)", **fields)
         self.write_status()
 
     def resolved(self, step: str) -> None:
@@ -227,7 +265,7 @@ class Producer:
         if trouble is not None and (step == WRITE or trouble.during != WRITE):
             self.trouble = None
             changed = True
-            event(log, logging.INFO, "database problem resolved", code=trouble.diagnosis.code_text,
+            self.event(logging.INFO, "database problem resolved", code=trouble.diagnosis.code_text,
                   during=trouble.during, lasted_s=round((self.wall_ms() - trouble.since_ms) / 1000, 1))
         if changed:
             self.write_status()
@@ -246,40 +284,43 @@ class Producer:
         except OSError as error:
             if not self.status_failed:
                 self.status_failed = True
-                event(log, logging.WARNING, "cannot write the status file next to "
+                self.event(logging.WARNING, "cannot write the status file next to "
                       "PRODUCER_HEARTBEAT_FILE", path=self.status_file, error=error)
 
     def skip_beyond_buffer(self, pending: int) -> None:
-        meters = self.settings.meters
+        meters = self.fleet.size
         owed = pending * meters
-        if owed <= self.settings.buffer_rows:
+        if owed <= self.buffer_rows:
             return
-        skip = pending - self.settings.buffer_rows // meters
+        skip = pending - self.buffer_rows // meters
         self.ticker.advance(skip)
         self.stats.rows_dropped += skip * meters
-        event(log, logging.WARNING, "fell behind beyond PRODUCER_BUFFER_ROWS, oldest rows dropped",
+        self.event(logging.WARNING, "fell behind beyond PRODUCER_BUFFER_ROWS, oldest rows dropped",
               rows=skip * meters, total_dropped=self.stats.rows_dropped)
 
     def heartbeat(self) -> None:
         """Touch the heartbeat file; the compose healthcheck (python -m producer.healthcheck)
         calls the producer healthy while it is fresh."""
         try:
-            with open(self.settings.heartbeat_file, "w") as handle:
+            with open(self.heartbeat_file, "w") as handle:
                 handle.write(str(self.wall_ms()))
         except OSError as error:
             if not self.heartbeat_failed:
                 self.heartbeat_failed = True
-                event(log, logging.WARNING, "cannot write PRODUCER_HEARTBEAT_FILE", error=error)
+                self.event(logging.WARNING, "cannot write PRODUCER_HEARTBEAT_FILE", error=error)
 
     def catch_up_done(self) -> None:
         if self.behind:
             self.behind = False
-            event(log, logging.INFO, "caught up")
+            self.event(logging.INFO, "caught up")
 
     def maybe_report(self, now: float) -> None:
         if now >= self.next_report:
             self.report()
             self.next_report = now + self.settings.report_every_s
+
+    def database_fallbacks(self) -> int:
+        return getattr(self.database, "using_fallbacks", 0)
 
     def report(self, final: bool = False) -> None:
         now = self.mono()
@@ -287,10 +328,10 @@ class Producer:
         lag = self.ticker.lag_ms(now) if self.ticker else 0.0
         trouble = {"needs_operator": f"{self.trouble.diagnosis.code_text} during {self.trouble.during}"
                    } if self.trouble else {}
-        event(log, logging.INFO, "stopped" if final else "progress",
+        self.event(logging.INFO, "stopped" if final else "progress",
               rows_written=self.stats.rows_written,
               rows_per_s=round(self.stats.window_rows / elapsed, 1),
               lag_ms=round(lag), connected=self.database.connected,
               rows_dropped=self.stats.rows_dropped, rows_rejected=self.stats.rows_rejected,
-              reconnects=self.stats.reconnects, **trouble)
+              reconnects=self.stats.reconnects, using_fallbacks=self.database_fallbacks(), **trouble)
         self.stats.window_rows, self.stats.window_start = 0, now

@@ -8,10 +8,16 @@ from dataclasses import dataclass
 from common.settings import Env, SettingsError
 from common.tdengine import TDengineSettings
 
+MAX_WRITERS = 64           # processes; far beyond what a few cores gain from
+# TDengine's allowed BUFFER (MB per vnode): 3 .. 16384 (tdengine.md 2.2, CREATE DATABASE options).
+BUFFER_MB_RANGE = (3, 16_384)
+
 # The single source of every producer default; .env.example and compose.yaml repeat these values
 # and tests/unit/test_config_agreement.py checks that they agree.
 DEFAULTS = {
     "PRODUCER_METERS": "100",
+    "PRODUCER_WRITERS": "1",
+    "PRODUCER_VNODE_BUFFER_MB": "16",
     "PRODUCER_INTERVAL_MS": "1000",
     "PRODUCER_BACKFILL": "10m",
     "PRODUCER_SEED": "42",
@@ -28,6 +34,8 @@ DEFAULTS = {
 class ProducerSettings:
     tdengine: TDengineSettings
     meters: int            # subtables d0 .. d<meters-1>
+    writers: int           # writer processes, each owning a contiguous range of the meters
+    vnode_buffer_mb: int   # the database's BUFFER (set at CREATE, ALTERed when it differs)
     interval_ms: int       # one reading per meter per interval
     backfill_s: float      # history written at first start (resumes after the newest stored row)
     seed: int              # same seed, same fleet and same readings
@@ -50,6 +58,9 @@ class ProducerSettings:
         settings = cls(
             tdengine=TDengineSettings.from_env(env),
             meters=env.integer("PRODUCER_METERS", int(d["PRODUCER_METERS"]), minimum=1, maximum=1_000_000),
+            writers=env.integer("PRODUCER_WRITERS", int(d["PRODUCER_WRITERS"]), minimum=1, maximum=MAX_WRITERS),
+            vnode_buffer_mb=env.integer("PRODUCER_VNODE_BUFFER_MB", int(d["PRODUCER_VNODE_BUFFER_MB"]),
+                                        minimum=BUFFER_MB_RANGE[0], maximum=BUFFER_MB_RANGE[1]),
             interval_ms=env.integer("PRODUCER_INTERVAL_MS", int(d["PRODUCER_INTERVAL_MS"]),
                                     minimum=10, maximum=3_600_000),
             backfill_s=env.duration("PRODUCER_BACKFILL", d["PRODUCER_BACKFILL"]),
@@ -71,6 +82,10 @@ class ProducerSettings:
             raise SettingsError("PRODUCER_BACKFILL",
                                 f"less than PRODUCER_KEEP_DAYS ({settings.keep_days} d) minus 1 h",
                                 environ.get("PRODUCER_BACKFILL"))
+        if settings.writers > settings.meters:
+            raise SettingsError("PRODUCER_WRITERS",
+                                f"at most PRODUCER_METERS ({settings.meters}): each writer owns at "
+                                "least one meter", environ.get("PRODUCER_WRITERS"))
         if settings.buffer_rows < settings.meters:
             raise SettingsError("PRODUCER_BUFFER_ROWS",
                                 f"at least PRODUCER_METERS ({settings.meters}) rows, one tick",

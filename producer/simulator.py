@@ -58,9 +58,26 @@ def _normal_pair(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return radius * np.cos(u2), radius * np.sin(u2)
 
 
+def split_range(meters: int, parts: int) -> list[tuple[int, int]]:
+    """`parts` contiguous, disjoint [start, stop) ranges covering meters 0 .. meters-1, their
+    sizes differing by at most one (one per writer process)."""
+    if not 1 <= parts <= meters:
+        raise ValueError(f"cannot split {meters} meters into {parts} parts")
+    size, extra = divmod(meters, parts)
+    bounds, start = [], 0
+    for index in range(parts):
+        stop = start + size + (1 if index < extra else 0)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
 @dataclass(frozen=True)
 class Fleet:
-    """The meters and their fixed properties (tags and per-meter signal parameters)."""
+    """The meters and their fixed properties (tags and per-meter signal parameters).
+
+    A fleet may be a contiguous part of a bigger one (`part`): `first` is the index of its first
+    meter, and every value still depends on the meter's own index only."""
 
     seed: int
     names: tuple[str, ...]
@@ -68,10 +85,18 @@ class Fleet:
     locations: tuple[str, ...]
     current_scale: np.ndarray    # amperes at the load curve's peak
     phase_setpoint: np.ndarray
+    first: int = 0               # index of names[0] in the whole fleet (d<first>)
 
     @property
     def size(self) -> int:
         return len(self.names)
+
+    def part(self, index: int, count: int) -> "Fleet":
+        """The `index`-th of `count` contiguous, disjoint parts (split_range)."""
+        start, stop = split_range(self.size, count)[index]
+        return Fleet(seed=self.seed, names=self.names[start:stop], groupids=self.groupids[start:stop],
+                     locations=self.locations[start:stop], current_scale=self.current_scale[start:stop],
+                     phase_setpoint=self.phase_setpoint[start:stop], first=self.first + start)
 
 
 def make_fleet(meters: int, seed: int) -> Fleet:
@@ -111,7 +136,7 @@ def load_curve(timestamps_ms: np.ndarray) -> np.ndarray:
 
 def simulate(fleet: Fleet, timestamps_ms: np.ndarray) -> Readings:
     ts = np.asarray(timestamps_ms, dtype=np.int64)
-    meters = np.arange(fleet.size, dtype=_U64)
+    meters = np.arange(fleet.first, fleet.first + fleet.size, dtype=_U64)
     times = ts.astype(_U64)
     seed = fleet.seed
 

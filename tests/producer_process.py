@@ -67,3 +67,28 @@ def assert_complete_and_exact(rows, meters: int, interval_ms: int, seed: int):
     return stamps
 
 
+
+
+def assert_each_meter_complete_and_exact(rows, meters: int, interval_ms: int, seed: int) -> dict[str, list[int]]:
+    """Several writers start and stop a tick or two apart, so only each meter on its own has every
+    tick from its first to its last, once, with the simulated values. Returns each meter's ticks."""
+    fleet = make_fleet(meters, seed)
+    by_meter: dict[str, list] = {name: [] for name in fleet.names}
+    for row in rows:
+        by_meter[row[0]].append(row)
+    stamps = {}
+    for name, meter_rows in by_meter.items():
+        assert meter_rows, f"no rows for {name}"
+        ticks = sorted(r[1] for r in meter_rows)
+        assert ticks == list(range(ticks[0], ticks[-1] + 1, interval_ms)), f"{name}: a tick is missing"
+        assert len(ticks) == len(set(ticks)), f"{name}: a row is duplicated"
+        stamps[name] = ticks
+    all_ticks = sorted({ts for ticks in stamps.values() for ts in ticks})
+    expected = simulate(fleet, np.array(all_ticks))
+    index = {ts: i for i, ts in enumerate(all_ticks)}
+    for tbname, ts, current, voltage, phase, groupid, location in rows:
+        m, t = int(tbname[1:]), index[ts]
+        assert np.float32(current) == expected.current[t, m] and voltage == expected.voltage[t, m]
+        assert np.float32(phase) == expected.phase[t, m]
+        assert (groupid, location) == (fleet.groupids[m], fleet.locations[m])
+    return stamps

@@ -23,6 +23,43 @@ def test_producer_benchmark_quick_run_prints_its_json_last(fake_env):
     assert "measure the fake" in result.stdout
 
 
+def test_producer_benchmark_write_paths_measures_every_path_and_reports_schemaless(fake_env):
+    env = dict(fake_env, TDENGINE_URL="ws://localhost:6041")
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "producer.py"), "--write-paths", "--meters", "60",
+                             "--repeats", "2", "--connections", "1,2"], env=env, capture_output=True, text=True,
+                            timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["metric"] == "write_path_rows_per_s" and figures["value"] > 0 and figures["ratio"] > 0
+    assert figures["reference"] == "text_using" and figures["text_using_ratio"] == 1.0
+    for path in ("text_using", "text_plain", "stmt2", "processes_1", "processes_2"):
+        assert figures[f"{path}_rows_per_s"] > 0, path
+    # the fake has no schemaless: reported, like a refusal, instead of failing the run
+    assert figures["schemaless_rows_per_s"] is None and figures["schemaless_refused"].startswith("refused: ")
+    assert figures["schemaless_into_meters"].startswith("refused: ")
+    assert "measure the fake" in result.stdout and "processes_2:" in result.stdout
+
+
+def test_producer_benchmark_sustain_counts_each_second_of_the_real_producer(fake_env):
+    env = dict(fake_env, TDENGINE_URL="ws://localhost:6041")
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "producer.py"), "--sustain", "--meters", "20",
+                             "--writers", "2", "--buffer-mb", "32", "--duration", "4s", "--warmup", "1s",
+                             "--baseline", "2s"], env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["metric"] == "sustain_seconds_full_fraction" and figures["unit"] == "fraction"
+    assert figures["seconds"] == 4 and figures["writers"] == 2 and figures["buffer_mb"] == 32
+    assert figures["value"] == 1.0 and figures["min_rows"] == figures["max_rows"] == 20  # every second held
+    assert figures["max_lag_ms"] >= 0 and figures["log_problems"] == 0
+    baseline = figures["baseline"]
+    assert baseline["writers"] == 1 and baseline["buffer_mb"] == 16 and baseline["seconds"] == 2
+    assert figures["ratio"] is not None
+    conn_text = subprocess.run([sys.executable, "-c", "import taosws; c = taosws.connect('ws://localhost:6041'); "
+                                "print(list(c.query('SELECT name FROM information_schema.ins_databases')))"],
+                               env=env, capture_output=True, text=True, timeout=60).stdout
+    assert "bench_" not in conn_text  # it dropped its databases
+
+
 def test_server_ingest_benchmark_runs_every_path(fake_env):
     env = dict(fake_env, TDENGINE_URL="ws://localhost:6041")
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "server_ingest.py"), "--quick", "--rows", "20000",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 
 import pytest
 
-from tests.producer_process import ROWS, ProducerProcess, assert_complete_and_exact
+from tests.producer_process import ROWS, ProducerProcess, assert_complete_and_exact, assert_each_meter_complete_and_exact
 
 DSN = "ws://root:taosdata@localhost:6041"
 
@@ -136,8 +137,9 @@ def test_database_unreachable_at_start_then_appears(run_producer, fake_taosws, f
 
 
 def healthcheck(fake_env, producer) -> tuple[int, str]:
-    """`python -m producer.healthcheck` as the image's HEALTHCHECK runs it, beside `producer`."""
-    env = dict(fake_env, PRODUCER_HEARTBEAT_FILE=producer.env["PRODUCER_HEARTBEAT_FILE"])
+    """`python -m producer.healthcheck` as the image's HEALTHCHECK runs it, beside `producer`
+    (in the same environment: its settings name the heartbeat files)."""
+    env = dict(producer.env)
     result = subprocess.run([sys.executable, "-m", "producer.healthcheck"], env=env,
                             capture_output=True, text=True, timeout=30)
     return result.returncode, result.stdout
@@ -228,3 +230,107 @@ def test_a_bad_setting_stops_start_up_naming_the_variable(fake_env, name, value)
     assert result.returncode == 2
     assert f"configuration error: {name}: expected" in result.stderr
     assert result.stdout == ""  # nothing started, nothing logged
+
+
+def writer_pids(producer) -> dict[int, list[int]]:
+    """Writer index -> the pids the main process started for it, in order."""
+    pids: dict[int, list[int]] = {}
+    for line in producer.output().splitlines():
+        if 'event="writer started"' in line:
+            fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
+            pids.setdefault(int(fields["writer"]), []).append(int(fields["pid"]))
+    return pids
+
+
+def wait_for_count(producer, text: str, count: int, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while producer.output().count(text) < count:
+        if time.monotonic() > deadline or producer.proc.poll() is not None:
+            pytest.fail(f"producer logged {text!r} fewer than {count} times; output:\n{producer.output()}")
+        time.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_several_writers_write_every_meter_of_their_ranges_once(run_producer, fake_taosws):
+    producer = run_producer(PRODUCER_METERS=10, PRODUCER_WRITERS=3, PRODUCER_INTERVAL_MS=100,
+                            PRODUCER_BACKFILL="2s", PRODUCER_SEED=7, PRODUCER_REPORT_EVERY="500ms")
+    wait_for_count(producer, "backfill done", 3)
+    time.sleep(1.0)
+    code, took = producer.stop()
+    assert code == 0 and took < 3
+    output = producer.output()
+    ranges = [line.split("own_meters=")[1].split()[0] for line in output.splitlines() if "own_meters=" in line]
+    assert sorted(ranges) == ["d0..d3", "d4..d6", "d7..d9"]  # contiguous, disjoint, balanced
+    assert output.count("event=stopped") == 3                  # every writer stopped cleanly
+    assert all(not alive(pid) for pids in writer_pids(producer).values() for pid in pids)
+    stamps = assert_each_meter_complete_and_exact(stored(fake_taosws), meters=10, interval_ms=100, seed=7)
+    assert all(len(ticks) >= 20 for ticks in stamps.values())  # 2 s of history at least, then live ticks
+    assert "level=error" not in output
+
+
+def test_several_writers_restart_and_resume_each_after_its_own_newest_rows(run_producer, fake_taosws):
+    settings = dict(PRODUCER_METERS=8, PRODUCER_WRITERS=2, PRODUCER_INTERVAL_MS=100, PRODUCER_BACKFILL="10s")
+    first = run_producer(**settings)
+    wait_for_count(first, "backfill done", 2)
+    time.sleep(0.5)
+    assert first.stop()[0] == 0
+    before = {(r[0], r[1]): r for r in stored(fake_taosws)}
+    time.sleep(0.5)
+    second = run_producer(**settings)
+    wait_for_count(second, "backfill done", 2)
+    time.sleep(0.5)
+    assert second.stop()[0] == 0
+    after = stored(fake_taosws)
+    assert all({(r[0], r[1]): r for r in after}[key] == row for key, row in before.items())
+    stamps = assert_each_meter_complete_and_exact(after, meters=8, interval_ms=100, seed=42)
+    newest_before = {name: max(ts for n, ts in before if n == name) for name in stamps}
+    assert all(max(stamps[name]) > newest_before[name] for name in stamps)  # no gap across the restart
+    resumes = [int(line.split("resume_after_ts=")[1].split()[0])
+               for line in second.output().splitlines() if "resume_after_ts=" in line]
+    assert sorted(resumes) == sorted(min(newest_before[f"d{i}"] for i in part) for part in (range(4), range(4, 8)))
+
+
+def test_a_killed_writer_fails_the_healthcheck_and_is_restarted_without_a_gap(run_producer, fake_taosws, fake_env):
+    # A restarted writer fills the gap back to at most PRODUCER_BACKFILL: longer than the restart.
+    producer = run_producer(PRODUCER_METERS=6, PRODUCER_WRITERS=2, PRODUCER_INTERVAL_MS=100,
+                            PRODUCER_BACKFILL="10s", PRODUCER_RETRY_MAX="2s")
+    wait_for_count(producer, "backfill done", 2)
+    time.sleep(0.3)
+    assert healthcheck(fake_env, producer)[0] == 0
+    [victim] = writer_pids(producer)[1]
+    os.kill(victim, signal.SIGKILL)
+    producer.wait_for("writer process died; restarting it")
+    code, out = healthcheck(fake_env, producer)
+    assert code == 1 and "writer 1 of 2" in out, out
+    assert "died" in out or "no heartbeat yet" in out, out   # at once, not after the heartbeat ages
+    wait_for_count(producer, "backfill done", 3)              # the new writer 1 resumed its range
+    deadline = time.monotonic() + 10
+    while healthcheck(fake_env, producer)[0] != 0:
+        assert time.monotonic() < deadline, healthcheck(fake_env, producer)[1]
+        time.sleep(0.2)
+    time.sleep(0.5)
+    assert producer.stop()[0] == 0
+    pids = writer_pids(producer)
+    assert len(pids[1]) == 2 and len(pids[0]) == 1            # only the dead writer was restarted
+    output = producer.output()
+    assert "level=warning" in output and "exitcode=-9" in output
+    assert_each_meter_complete_and_exact(stored(fake_taosws), meters=6, interval_ms=100, seed=42)
+
+
+def test_writers_die_with_the_main_process(run_producer):
+    producer = run_producer(PRODUCER_METERS=4, PRODUCER_WRITERS=2, PRODUCER_INTERVAL_MS=100)
+    wait_for_count(producer, "backfill done", 2)
+    pids = [pid for found in writer_pids(producer).values() for pid in found]
+    producer.proc.kill()
+    producer.proc.wait(5)
+    deadline = time.monotonic() + 15  # a stop on SIGTERM, on a machine that may be busy
+    while any(alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, "a writer outlived the main process"
+        time.sleep(0.1)

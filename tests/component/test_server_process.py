@@ -13,7 +13,7 @@ import time
 import perspective
 import pytest
 
-from producer.database import CREATE_DATABASE, CREATE_STABLE
+from producer.database import CREATE_DATABASE, CREATE_STABLE, DEFAULT_BUFFER_MB
 from tests.server_process import ServerProcess, perspective_client, process_alive, table_columns
 
 DSN = "ws://root:taosdata@localhost:6041"
@@ -32,7 +32,7 @@ class Writer:
     def __init__(self, taosws):
         self.taosws = taosws
         self.conn = taosws.connect(DSN)
-        self.conn.execute(CREATE_DATABASE.format(db="power", keep=7))
+        self.conn.execute(CREATE_DATABASE.format(db="power", keep=7, buffer=DEFAULT_BUFFER_MB))
         self.conn.execute(CREATE_STABLE.format(db="power"))
 
     def write(self, rows: list[tuple[str, int]]) -> None:

@@ -67,14 +67,18 @@ def test_describe_lists_columns_then_tags(td):
     assert all(len(r) == 7 for r in rows)
 
 
-def test_newest_row_query_used_by_the_producer(td):
-    from producer.database import NEWEST_ROW
+def test_newest_row_per_meter_query_used_by_the_producer(td):
+    """A writer resumes after the oldest of its own meters' newest rows."""
+    from producer.database import NEWEST_PER_METER
 
     conn = td.meters()
-    assert list(conn.query(NEWEST_ROW.format(db=td.db))) == []
+    assert list(conn.query(NEWEST_PER_METER.format(db=td.db))) == []
     ts = now_ms()
     insert_two(conn, td.db, ts)
-    assert list(conn.query(NEWEST_ROW.format(db=td.db))) == [(ts + 1,)]
+    conn.execute(f"INSERT INTO {td.db}.d0 VALUES ({ts + 10}, 1.5, 230, 0.3)")
+    rows = sorted(conn.query(NEWEST_PER_METER.format(db=td.db)))
+    assert rows == [("d0", ts + 10), ("d1", ts + 1)]
+    assert all(type(newest) is int for _, newest in rows)
 
 
 def test_last_row_per_subtable(td):

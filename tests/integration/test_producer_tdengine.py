@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from tests.integration.equality import query
-from tests.producer_process import ROWS, ProducerProcess, assert_complete_and_exact
+from tests.integration.equality import execute, query
+from tests.producer_process import ROWS, ProducerProcess, assert_complete_and_exact, assert_each_meter_complete_and_exact
 
 
 def stored(tdengine_server, database):
@@ -45,3 +45,42 @@ def test_restart_leaves_earlier_values_unchanged(service_env, tdengine_server, t
     newest_before = max(ts for _, ts in before)
     assert min(ts for _, ts in after if ts > newest_before) == newest_before + 100
     assert_complete_and_exact(list(after.values()), meters=10, interval_ms=100, seed=42)
+
+
+def test_several_writers_with_their_buffer_and_a_dropped_subtable(service_env, tdengine_server, test_database,
+                                                                  tmp_path, logs):
+    """Three writer processes over disjoint ranges, the database's BUFFER from
+    PRODUCER_VNODE_BUFFER_MB (then ALTERed on a restart with another value), and a subtable dropped
+    while the writers run: its writer's next INSERT without USING fails with [0x2603] and is
+    written again with USING, so the subtable is back with every tick after the drop."""
+    from producer.database import DATABASE_BUFFER
+
+    settings = dict(PRODUCER_METERS=30, PRODUCER_WRITERS=3, PRODUCER_INTERVAL_MS=200, PRODUCER_BACKFILL="3s",
+                    PRODUCER_VNODE_BUFFER_MB=24)
+    producer = logs.process("producer", ProducerProcess(service_env, tmp_path, **settings))
+    for _ in range(60 * 20):
+        if producer.output().count("backfill done") == 3:
+            break
+        time.sleep(0.05)
+    assert producer.output().count("backfill done") == 3, producer.output()
+    assert query(tdengine_server, test_database, DATABASE_BUFFER.format(db=test_database)) == [(24,)]
+    time.sleep(1.0)  # live ticks without USING
+    execute(tdengine_server, test_database, f"DROP TABLE IF EXISTS {test_database}.d12")
+    dropped_at = int(time.time() * 1000)
+    producer.wait_for("subtables missing, writing with USING", timeout_s=30)
+    time.sleep(1.0)
+    assert producer.stop()[0] == 0
+    output = producer.output()
+    assert "level=error" not in output and "0x2603" in output
+    rows = stored(tdengine_server, test_database)
+    # every meter, d12 too from just after its drop, has each tick once with the simulated values
+    stamps = assert_each_meter_complete_and_exact(rows, meters=30, interval_ms=200, seed=42)
+    assert stamps["d12"][0] <= dropped_at + 1000
+    assert all(len(ticks) >= 15 for name, ticks in stamps.items() if name != "d12")
+
+    again = logs.process("producer (buffer changed)", ProducerProcess(
+        service_env, tmp_path, **dict(settings, PRODUCER_VNODE_BUFFER_MB=32)))
+    again.wait_for("database buffer changed", timeout_s=60)
+    assert again.stop()[0] == 0
+    assert "from_mb=24 to_mb=32" in again.output()
+    assert query(tdengine_server, test_database, DATABASE_BUFFER.format(db=test_database)) == [(32,)]

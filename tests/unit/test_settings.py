@@ -7,6 +7,7 @@ from producer.settings import DEFAULTS, ProducerSettings
 
 def test_defaults():
     settings = ProducerSettings.from_env({})
+    assert settings.writers == 1 and settings.vnode_buffer_mb == 16
     assert settings.meters == int(DEFAULTS["PRODUCER_METERS"])
     assert settings.interval_ms == 1000 and settings.backfill_s == 600
     assert settings.tdengine == TDengineSettings("ws://localhost:6041", "root", "taosdata", "power")
@@ -31,6 +32,11 @@ def test_defaults():
     ("TDENGINE_DATABASE", "power; DROP DATABASE power", "TDengine name"),
     ("TDENGINE_DATABASE", "1power", "TDengine name"),
     ("TDENGINE_DATABASE", "x" * 65, "TDengine name"),
+    ("PRODUCER_WRITERS", "0", "whole number from 1 to 64"),
+    ("PRODUCER_WRITERS", "65", "whole number from 1 to 64"),
+    ("PRODUCER_WRITERS", "four", "whole number"),
+    ("PRODUCER_VNODE_BUFFER_MB", "2", "whole number from 3 to 16384"),
+    ("PRODUCER_VNODE_BUFFER_MB", "16385", "whole number from 3 to 16384"),
 ])
 def test_bad_values_name_the_variable_and_what_was_expected(name, value, expected):
     with pytest.raises(SettingsError) as caught:
@@ -70,3 +76,16 @@ def test_dsn_is_built_in_one_place_with_quoted_credentials():
 
 def test_url_is_normalised():
     assert parse_url("TDENGINE_URL", "wss://db.example:443/") == "wss://db.example:443"
+
+
+def test_writers_may_not_outnumber_the_meters():
+    assert ProducerSettings.from_env({"PRODUCER_METERS": "4", "PRODUCER_WRITERS": "4"}).writers == 4
+    with pytest.raises(SettingsError) as caught:
+        ProducerSettings.from_env({"PRODUCER_METERS": "3", "PRODUCER_WRITERS": "4"})
+    assert str(caught.value).startswith("PRODUCER_WRITERS: expected at most PRODUCER_METERS (3)")
+
+
+def test_the_buffer_for_50000_meters_is_accepted():
+    settings = ProducerSettings.from_env({"PRODUCER_METERS": "50000", "PRODUCER_WRITERS": "4",
+                                          "PRODUCER_VNODE_BUFFER_MB": "256"})
+    assert (settings.meters, settings.writers, settings.vnode_buffer_mb) == (50_000, 4, 256)

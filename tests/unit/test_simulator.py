@@ -1,6 +1,8 @@
 import numpy as np
 
-from producer.simulator import GROUPS, LOCATIONS, NOMINAL_VOLTAGE, SAG_PROBABILITY, make_fleet, simulate
+import pytest
+
+from producer.simulator import GROUPS, LOCATIONS, NOMINAL_VOLTAGE, SAG_PROBABILITY, make_fleet, simulate, split_range
 
 T0 = 1_795_800_000_000  # a fixed epoch-ms instant
 
@@ -81,3 +83,35 @@ def test_timestamps_are_the_ticks_unique_per_meter():
     readings = simulate(make_fleet(4, seed=1), stamps)
     assert np.array_equal(readings.timestamps, stamps)
     assert len(np.unique(readings.timestamps)) == 10
+
+
+@pytest.mark.parametrize("meters, parts", [(10, 1), (10, 3), (50_000, 4), (7, 7), (100, 64)])
+def test_split_range_is_contiguous_disjoint_and_balanced(meters, parts):
+    bounds = split_range(meters, parts)
+    assert len(bounds) == parts and bounds[0][0] == 0 and bounds[-1][1] == meters
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    sizes = [stop - start for start, stop in bounds]
+    assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+
+
+def test_split_range_refuses_more_parts_than_meters():
+    with pytest.raises(ValueError):
+        split_range(3, 4)
+
+
+def test_readings_are_the_same_whatever_the_split():
+    """A writer process simulates only its part; the values are the whole fleet's."""
+    whole_fleet = make_fleet(23, seed=9)
+    whole = simulate(whole_fleet, ticks(15))
+    for count in (1, 2, 4, 23):
+        parts = [whole_fleet.part(i, count) for i in range(count)]
+        assert sum(p.size for p in parts) == 23
+        assert [n for p in parts for n in p.names] == list(whole_fleet.names)
+        for part in parts:
+            readings = simulate(part, ticks(15))
+            columns = slice(part.first, part.first + part.size)
+            assert np.array_equal(readings.current, whole.current[:, columns])
+            assert np.array_equal(readings.voltage, whole.voltage[:, columns])
+            assert np.array_equal(readings.phase, whole.phase[:, columns])
+            assert np.array_equal(part.groupids, whole_fleet.groupids[columns])
+            assert part.locations == whole_fleet.locations[columns]

@@ -12,7 +12,9 @@ What it copies from the real client (see shared/reference/tdengine-checked.md an
 - cursors and subscription blocks give TIMESTAMP as a tz-aware datetime;
 - error codes and messages: 0x2600 syntax, 0x2603 missing table, 0x0388 missing database,
   0x060B timestamp older than KEEP, 0xE001 refused, 0x0357 wrong password, 0x0200 stmt2 without a
-  database in the DSN, 0x03EB dropping a subscribed topic;
+  database in the DSN, 0x03EB dropping a subscribed topic, 0x0219 SQL over 1,048,576 characters;
+  an INSERT without USING naming a missing subtable fails as a whole with 0x2603;
+- a database's BUFFER, set by CREATE DATABASE and ALTER DATABASE, in ins_databases;
 - a DSN host without a port means port 80 (only a bare `localhost` gets 6041); connect retries
   follow `conn_retries`/`retry_backoff_ms`/`retry_backoff_max_ms` (default: about 7 s);
 - every blocking call holds the GIL (the real Rust client never releases it);

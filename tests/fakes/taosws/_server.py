@@ -1,6 +1,7 @@
 """The fake TDengine server behind the fake `taosws`: one SQLite file shared by every process.
 
 It understands the subset of TDengine SQL this project sends (CREATE DATABASE/STABLE/TOPIC,
+ALTER DATABASE ... BUFFER,
 DROP DATABASE/TOPIC/TABLE, DESCRIBE, multi-table INSERT ... USING ... TAGS, SELECT over a
 supertable with CAST, aggregates, LAST_ROW, PARTITION BY, ORDER BY, LIMIT, `NOW() - 1s` in WHERE)
 and answers it with the shapes and
@@ -21,6 +22,11 @@ import time
 from dataclasses import dataclass
 
 PRECISION_PER_MS = {"ms": 1, "us": 1_000, "ns": 1_000_000}
+DEFAULT_BUFFER_MB = 256           # CREATE DATABASE without BUFFER (tdengine.md 2.2)
+BUFFER_MB_RANGE = (3, 16_384)
+# Longest SQL text taosc accepts by default; a longer one is refused before it is parsed
+# (TSDB_CODE_TSC_EXCEED_SQL_LIMIT, tests/contract/test_writes.py).
+MAX_SQL_LENGTH = 1_048_576
 DAY_MS = 86_400_000
 
 
@@ -247,7 +253,7 @@ class Tokens:
 # --- the server --------------------------------------------------------------------------------
 
 _META = """
-CREATE TABLE IF NOT EXISTS _db (name TEXT PRIMARY KEY, precision TEXT, keep_ms INTEGER);
+CREATE TABLE IF NOT EXISTS _db (name TEXT PRIMARY KEY, precision TEXT, keep_ms INTEGER, buffer INTEGER);
 CREATE TABLE IF NOT EXISTS _stable (db TEXT, name TEXT, schema TEXT, PRIMARY KEY (db, name));
 CREATE TABLE IF NOT EXISTS _child (db TEXT, name TEXT, stable TEXT, PRIMARY KEY (db, name));
 CREATE TABLE IF NOT EXISTS _log (seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -353,6 +359,8 @@ class Server:
     # statements
     def execute(self, sql: str, current_db: str | None):
         """Run one statement. Returns (fields, rows) for queries, an int for the rest."""
+        if len(sql) > MAX_SQL_LENGTH:
+            raise SqlError(0x0219, "SQL statement too long")
         head = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
         if head == "SELECT":
             return self.select(sql, current_db)
@@ -361,6 +369,8 @@ class Server:
             return self.insert(tokens, current_db)
         if tokens.keyword("CREATE", "DATABASE"):
             return self.create_database(tokens)
+        if tokens.keyword("ALTER", "DATABASE"):
+            return self.alter_database(tokens)
         if tokens.keyword("CREATE", "STABLE"):
             return self.create_stable(tokens, current_db)
         if tokens.keyword("CREATE", "TOPIC"):
@@ -392,7 +402,7 @@ class Server:
     def create_database(self, tokens: Tokens) -> int:
         if_not_exists = tokens.keyword("IF", "NOT", "EXISTS")
         name = tokens.name()
-        precision, keep_ms = "ms", 3650 * DAY_MS
+        precision, keep_ms, buffer = "ms", 3650 * DAY_MS, DEFAULT_BUFFER_MB
         options = {"VGROUPS", "BUFFER", "CACHEMODEL", "CACHESIZE", "DURATION", "WAL_LEVEL",
                    "WAL_FSYNC_PERIOD", "WAL_RETENTION_PERIOD", "WAL_RETENTION_SIZE", "PAGES",
                    "PAGESIZE", "COMP", "MAXROWS", "MINROWS", "REPLICA", "STT_TRIGGER",
@@ -410,6 +420,8 @@ class Server:
                 precision = values[0]
             elif option == "KEEP":
                 keep_ms = max(self._to_ms(v, default_unit="d") for v in values)
+            elif option == "BUFFER":
+                buffer = self._buffer_mb(values[0])
         with self.transaction():
             if self.has_database(name):
                 if if_not_exists:
@@ -422,7 +434,28 @@ class Server:
                 code, _, text = cue[0].partition(" ")
                 raise SqlError(int(code, 16), text)
             # --- end of cue
-            self.db.execute("INSERT INTO _db VALUES (?, ?, ?)", (name, precision, keep_ms))
+            self.db.execute("INSERT INTO _db (name, precision, keep_ms, buffer) VALUES (?, ?, ?, ?)",
+                            (name, precision, keep_ms, buffer))
+        return 0
+
+    @staticmethod
+    def _buffer_mb(value) -> int:
+        if not str(value).isdigit() or not BUFFER_MB_RANGE[0] <= int(value) <= BUFFER_MB_RANGE[1]:
+            raise SqlError(0x2619, f"Invalid option buffer: {value}, valid range: "
+                                   f"[{BUFFER_MB_RANGE[0]}, {BUFFER_MB_RANGE[1]}]")
+        return int(value)
+
+    def alter_database(self, tokens: Tokens) -> int:
+        """ALTER DATABASE db BUFFER n (the only option the project changes)."""
+        name = tokens.name()
+        if not tokens.keyword("BUFFER"):
+            raise Unsupported("ALTER DATABASE options other than BUFFER")
+        buffer = self._buffer_mb(self._duration_token(tokens))
+        if not tokens.done():
+            raise Unsupported("ALTER DATABASE with several options")
+        with self.transaction():
+            self.database(name)
+            self.db.execute("UPDATE _db SET buffer = ? WHERE name = ?", (buffer, name))
         return 0
 
     @staticmethod
@@ -941,8 +974,8 @@ def _consumers_sql(now: int) -> str:
 # The system tables the project reads: (columns as Column fields, SQLite subquery at a time).
 _SYSTEM_TABLES = {
     ("information_schema", "ins_databases"): (
-        [("name", "VARCHAR", 64), ("precision", "VARCHAR", 2), ("vgroups", "INT", 4)],
-        lambda now: '(SELECT name, precision AS "precision", 1 AS vgroups FROM _db)'),
+        [("name", "VARCHAR", 64), ("precision", "VARCHAR", 2), ("vgroups", "INT", 4), ("buffer", "INT", 4)],
+        lambda now: '(SELECT name, precision AS "precision", 1 AS vgroups, buffer AS "buffer" FROM _db)'),
     ("information_schema", "ins_topics"): (
         [("topic_name", "VARCHAR", 192), ("db_name", "VARCHAR", 64), ("create_time", "TIMESTAMP", 8),
          ("sql", "VARCHAR", 16384), ("schema", "VARCHAR", 16384), ("meta", "VARCHAR", 4),

@@ -1,0 +1,83 @@
+"""The write-path facts the producer's writers rely on (producer/database.py, statements.py)."""
+
+import pytest
+
+from .conftest import now_ms
+
+
+def using(db, table, ts, group=1):
+    return f"{db}.{table} USING {db}.meters TAGS ({group}, 'California.Campbell') VALUES ({ts}, 1.5, 220, 0.25)"
+
+
+def plain(db, table, ts):
+    return f"{db}.{table} VALUES ({ts}, 2.5, 221, 0.5)"
+
+
+def count(conn, db) -> int:
+    rows = list(conn.query(f"SELECT COUNT(*) FROM {db}.meters"))
+    return rows[0][0] if rows else 0
+
+
+def test_insert_without_using_writes_into_existing_subtables(td):
+    conn = td.meters()
+    ts = now_ms()
+    conn.execute(f"INSERT INTO {using(td.db, 'd0', ts)} {using(td.db, 'd1', ts)}")
+    conn.execute(f"INSERT INTO {plain(td.db, 'd0', ts + 1)} {plain(td.db, 'd1', ts + 1)}")
+    rows = sorted(conn.query(f"SELECT tbname, CAST(ts AS BIGINT), current, groupid FROM {td.db}.meters"))
+    assert rows == [("d0", ts, 1.5, 1), ("d0", ts + 1, 2.5, 1), ("d1", ts, 1.5, 1), ("d1", ts + 1, 2.5, 1)]
+
+
+def test_a_missing_subtable_fails_the_whole_statement_with_0x2603(td):
+    """So the producer writes that statement again with USING ... TAGS (nothing of it was kept)."""
+    conn = td.meters()
+    ts = now_ms()
+    conn.execute(f"INSERT INTO {using(td.db, 'd0', ts)}")
+    with pytest.raises(td.taosws.QueryError, match=r"^\[0x2603\].*Table does not exist"):
+        conn.execute(f"INSERT INTO {plain(td.db, 'd0', ts + 1)} {plain(td.db, 'd7', ts + 1)} "
+                     f"{plain(td.db, 'd0', ts + 2)}")
+    assert count(conn, td.db) == 1  # not even the existing subtable's rows were written
+    conn.execute(f"INSERT INTO {using(td.db, 'd0', ts + 1)} {using(td.db, 'd7', ts + 1)}")
+    assert count(conn, td.db) == 3
+
+
+def test_buffer_is_set_at_create_and_changed_by_alter_database(td):
+    from producer.database import ALTER_BUFFER, DATABASE_BUFFER
+
+    conn = td.meters(buffer_mb=16)
+    assert list(conn.query(DATABASE_BUFFER.format(db=td.db))) == [(16,)]
+    conn.execute(ALTER_BUFFER.format(db=td.db, buffer=32))
+    assert list(conn.query(DATABASE_BUFFER.format(db=td.db))) == [(32,)]
+    ts = now_ms()
+    conn.execute(f"INSERT INTO {using(td.db, 'd0', ts)}")  # the database still takes writes
+    assert count(conn, td.db) == 1
+
+
+@pytest.mark.parametrize("buffer_mb", [2, 16_385])
+def test_a_buffer_outside_3_to_16384_is_refused_with_0x2619(td, buffer_mb):
+    """The range PRODUCER_VNODE_BUFFER_MB is validated against at start-up."""
+    from producer.database import ALTER_BUFFER
+    from producer.settings import BUFFER_MB_RANGE
+
+    assert BUFFER_MB_RANGE == (3, 16_384)
+    conn = td.meters(buffer_mb=16)
+    with pytest.raises(td.taosws.QueryError, match=r"^\[0x2619\].*Invalid option buffer.*valid range: \[3, 16384\]"):
+        conn.execute(ALTER_BUFFER.format(db=td.db, buffer=buffer_mb))
+
+
+def test_sql_longer_than_the_limit_is_refused_and_ours_fit(td):
+    """TDengine refuses SQL text over 1,048,576 characters before parsing it; statements.py keeps
+    every statement under MAX_SQL_BYTES."""
+    from producer.statements import MAX_SQL_BYTES
+
+    conn = td.meters()
+    ts = now_ms() - 3_600_000
+    clause = using(td.db, "d0", ts)
+    values = " ".join(f"({ts + i}, 1.5, 220, 0.25)" for i in range(1, 40_000))
+    fits = f"INSERT INTO {clause} {values}"
+    fits = fits[:fits.rindex("(", 0, MAX_SQL_BYTES)].rstrip()
+    assert len(fits) <= MAX_SQL_BYTES
+    conn.execute(fits)
+    too_long = f"INSERT INTO {clause} {values}"
+    assert len(too_long) > 1_048_576
+    with pytest.raises(td.taosws.QueryError, match=r"^\[0x0219\].*SQL statement too long"):
+        conn.execute(too_long)
