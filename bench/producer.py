@@ -199,6 +199,7 @@ def write_paths(args) -> dict:
     import taosws
 
     from bench.producer_paths import WritePaths
+    from bench.producer_sustain import drop
 
     if getattr(taosws, "FAKE", False):
         say("note: taosws is the test fake; write figures below measure the fake, not TDengine")
@@ -207,7 +208,7 @@ def write_paths(args) -> dict:
     try:
         return paths.run([int(k) for k in args.connections.split(",")])
     finally:
-        drop_database(taosws, settings)
+        drop(taosws, settings)
 
 
 def sustain(args) -> dict:
@@ -234,14 +235,6 @@ def sustain(args) -> dict:
         result["ratio"] = round(fraction / base_fraction, 2) if base_fraction else None
         result["baseline"] = runs[0]
     return result
-
-
-def drop_database(taosws, settings: TDengineSettings) -> None:
-    conn = taosws.connect(settings.dsn(with_database=False))
-    try:
-        conn.execute(f"DROP DATABASE IF EXISTS {settings.database}")
-    finally:
-        conn.close()
 
 
 def main() -> int:

@@ -85,7 +85,7 @@ def run(taosws, settings: TDengineSettings, config: Config, logs_dir: Path, keep
         result = _count(taosws, settings, config, start_ms, end_ms)
     finally:
         if not keep:
-            _drop(taosws, settings)
+            drop(taosws, settings)
     result["max_lag_ms"] = max_lag_ms(text, start_ms, end_ms)
     result["log_problems"] = len(re.findall(r"level=(error|critical)", text))
     say(f"sustain: {config.label()}: {result['seconds_full']}/{result['seconds']} s with exactly "
@@ -139,10 +139,13 @@ def _count(taosws, settings: TDengineSettings, config: Config, start_ms: int, en
             "min_rows": min(per_second), "max_rows": max(per_second), "start_ms": start_ms, "end_ms": end_ms}
 
 
-def _drop(taosws, settings: TDengineSettings) -> None:
+def drop(taosws, settings: TDengineSettings) -> None:
+    """Drop the benchmark's own database (and any topic over it)."""
+    from tests.tdengine import drop_database
+
     conn = taosws.connect(settings.dsn(with_database=False))
     try:
-        conn.execute(f"DROP DATABASE IF EXISTS {settings.database}")
+        drop_database(conn, settings.database)
     finally:
         conn.close()
 
