@@ -3,8 +3,8 @@ this checkout, or a running stack), the headless dashboards (one Node process ru
 bench/dashboards.mjs), /healthz polling, and CPU/RSS sampling of every process from /proc.
 
 Processes are found by what they run: `python -m server` (its children are the reader process),
-`python -m producer`, `taosd`, `taosadapter`; with --start the benchmark knows the producer's and
-the server's PIDs itself. Where several processes match a name (a compose stack beside test
+`python -m producer` (its children, the writer processes, are counted with it), `taosd`,
+`taosadapter`; with --start the benchmark knows the producer's and the server's PIDs itself. Where several processes match a name (a compose stack beside test
 servers), those in another PID namespace than ours (containers) are preferred. CPU is in % of one
 core; the machine's CPU is in % of all cores (/proc/stat), and a run above SATURATED_PCT of it is
 reported as saturated, not as a result.
@@ -102,6 +102,8 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
                              "(else: measure a running stack whose producer is already writing)")
     parser.add_argument("--meters", type=int, default=None, help="fleet size (default 10,000; 100 with --quick)")
     parser.add_argument("--interval-ms", type=int, default=1000, help="one reading per meter per interval")
+    parser.add_argument("--writers", type=int, default=None,
+                        help="with --start: PRODUCER_WRITERS (default: the producer's)")
     parser.add_argument("--window", type=parse_duration, default=None,
                         help="the server's window, SERVER_WINDOW (default 10m; 1m with --quick); with --start "
                              "the producer backfills as much, so the window is full from the start")
@@ -263,9 +265,14 @@ class Finder:
             found["server"] = self._pick("server", [p for p in servers if parent(p) not in servers])
         if "producer" not in self.known:
             found["producer"] = self._pick("producer", [p for p, argv in argvs.items() if runs_module(argv, "producer")])
+        # the server's children are its reader; the producer's are its writer processes (summed
+        # into "producer"); neither counts multiprocessing's resource tracker
+        def spawned(pid: int) -> list[int]:
+            return [p for p in every if parent(p) == pid and not any("resource_tracker" in a for a in argvs.get(p, []))]
+
         for server in found["server"]:
-            found["reader"] += [p for p in every if parent(p) == server
-                                and not any("resource_tracker" in a for a in argvs.get(p, []))]
+            found["reader"] += spawned(server)
+        found["producer"] += [child for pid in list(found["producer"]) for child in spawned(pid)]
         for role, comm in (("taosd", "taosd"), ("taosadapter", "taosadapter")):
             found[role] = self._pick(role, [p for p, c in comms.items() if c == comm])
         if self.prefer_containers:  # the viewer's nginx of a compose stack (not ours, not the host's)
@@ -477,6 +484,8 @@ class Stack:
                         PRODUCER_BACKFILL=duration_text(args.window),
                         PRODUCER_BUFFER_ROWS=str(max(1_000_000, math.ceil(window_rows(args) * 1.2))),
                         PRODUCER_HEARTBEAT_FILE=str(self.logs / "producer.heartbeat"))
+        if args.writers:
+            producer["PRODUCER_WRITERS"] = str(args.writers)
         server = {**base, **server_sizing(args), "SERVER_PORT": str(self.port), "SERVER_INSTANCE": f"bench{self.port}"}
         # The server starts once the producer's backfill is written, as after a restart of a stack
         # with history: its backfill queries then read the window in bulk. Started together on a
