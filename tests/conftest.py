@@ -20,6 +20,16 @@ def pytest_collection_modifyitems(items):
             item.add_marker(getattr(pytest.mark, layer))
 
 
+@pytest.fixture(autouse=True)
+def reap_process_groups():
+    """What a test's services left running (a reader whose server was killed, a server whose
+    start failed) ends with the test (tests/processes.py)."""
+    yield
+    from tests import processes
+
+    processes.reap()
+
+
 @pytest.fixture
 def fake_state(tmp_path) -> Path:
     """A fresh fake TDengine (its SQLite file) for one test."""

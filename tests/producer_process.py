@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
 from producer.simulator import make_fleet, simulate
+from tests import processes
 
 ROWS = "SELECT tbname, CAST(ts AS BIGINT) AS ts_ms, current, voltage, phase, groupid, location FROM {db}.meters"
 
@@ -21,8 +21,7 @@ class ProducerProcess:
         self.env.setdefault("PRODUCER_HEARTBEAT_FILE", str(tmp_path / "heartbeat"))
         self.log_path = tmp_path / f"producer-{time.monotonic_ns()}.log"
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "producer"], env=self.env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = processes.start_module("producer", self.env, self.log)
 
     def output(self) -> str:
         return self.log_path.read_text()
@@ -43,9 +42,10 @@ class ProducerProcess:
         try:
             code = self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            processes.kill_group(self.proc)
             pytest.fail(f"producer did not stop within {timeout_s} s; output:\n{self.output()}")
-        self.log.close()
+        finally:
+            self.log.close()
         return code, time.monotonic() - started
 
 

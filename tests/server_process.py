@@ -8,7 +8,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +15,8 @@ import urllib.request
 import perspective
 import pytest
 import tornado.websocket
+
+from tests import processes
 
 
 def free_port() -> int:
@@ -32,9 +33,12 @@ class ServerProcess:
                     **{k: str(v) for k, v in settings.items()}}
         self.log_path = tmp_path / f"server-{self.port}.log"
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "server"], env=self.env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        self.wait_http("/livez", 200)
+        self.proc = processes.start_module("server", self.env, self.log)
+        try:
+            self.wait_http("/livez", 200)
+        except BaseException:
+            processes.kill_group(self.proc)  # no one else holds it yet
+            raise
 
     @property
     def url(self) -> str:
@@ -92,9 +96,10 @@ class ServerProcess:
         try:
             code = self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            processes.kill_group(self.proc)
             pytest.fail(f"server did not stop within {timeout_s} s:\n{self.output()}")
-        self.log.close()
+        finally:
+            self.log.close()
         return code, time.monotonic() - started
 
 
