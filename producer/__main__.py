@@ -9,6 +9,7 @@ import threading
 
 from common import logs
 from common.settings import load_or_exit
+from common.signals import stop_on_signal
 
 from .settings import ProducerSettings
 
@@ -20,12 +21,8 @@ def main() -> int:
     from .writers import Writers
 
     stop = threading.Event()
-
-    def on_signal(signum, _frame):
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, stop_on_signal(stop))
+    signal.signal(signal.SIGINT, stop_on_signal(stop))
     Writers(settings, stop).run()
     return 0
 

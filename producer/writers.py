@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from common import logs
 from common.backoff import Backoff
 from common.logs import event
+from common.signals import stop_on_signal
 
 from . import healthcheck
 from .settings import ProducerSettings
@@ -150,7 +151,7 @@ def writer_main(settings: ProducerSettings, index: int, schema_ready, parent_pid
     """Entry point of writer process `index` (multiprocessing, spawn)."""
     logs.setup(settings.log_level)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, stop_on_signal(stop))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the main decides
     _die_with_parent(parent_pid, stop)
 

@@ -27,6 +27,7 @@ import numpy as np
 from common import logs
 from common.backoff import Backoff
 from common.logs import event
+from common.signals import stop_on_signal
 
 from . import batches
 from .aggregates import Aggregates, TooManyGroups
@@ -554,7 +555,7 @@ def main(settings: ServerSettings, conn, parent_pid: int) -> None:
     _die_with_parent()
     logs.setup(settings.log_level)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, stop_on_signal(stop))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
 
     def send(message: tuple) -> None:

@@ -40,3 +40,27 @@ def test_logfmt_lines_quote_what_needs_quoting():
     line = LogfmtFormatter().format(record)
     assert 'event="backfill done"' in line and "rows=10" in line and "rate=1.5" in line
     assert 'error="bad \\"x\\"\\nline"' in line and "\n" not in line
+
+
+def test_the_stop_handler_returns_while_the_event_is_held_and_the_event_is_set_after():
+    import signal
+    import threading
+
+    from common.signals import stop_on_signal
+
+    stop = threading.Event()
+    handler = stop_on_signal(stop)
+    returned = threading.Event()
+
+    def signal_arrives():
+        handler(signal.SIGTERM, None)
+        returned.set()
+
+    # as when the signal comes while the main thread is inside stop.set() or stop.wait()
+    with stop._cond:
+        worker = threading.Thread(target=signal_arrives)
+        worker.start()
+        assert returned.wait(2), "the handler waited on the Event's lock"
+        assert not stop.is_set()
+    assert stop.wait(2)  # set once the lock is free
+    worker.join(2)
