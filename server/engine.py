@@ -9,17 +9,29 @@ with two busy processes beside it; none in 12 since). So the tables' updates and
 request, session opening and closing included, are queued to one thread. The IOLoop stays free for
 WebSocket I/O and the health probes, and the pump thread waits for each update, so a busy engine
 holds the reader back instead of piling batches up in memory.
+
+Updates are processed when the caller says so (`flush`), not at each `table.update`: the Server is
+made with `on_poll_request`, so a table's pending updates wait for `Server.poll()`. One batch
+updates up to four tables, and a pump that fell behind hands several batches over at once
+(supervisor.py); each view is then recomputed, and each client notified and re-reading, once for
+all of them instead of once per update (with 10 dashboards open at 10,000 meters, a tick in three
+parts took 73-79 ms of Perspective's time, the same three parts under one poll 47-57 ms).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import queue
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import perspective
+
+from common.logs import event
+
+log = logging.getLogger("server.engine")
 
 
 class Engine:
@@ -28,9 +40,24 @@ class Engine:
         # A daemon thread, not a ThreadPoolExecutor: those are joined at interpreter exit, and a
         # stop must never wait on Perspective.
         self._thread = threading.Thread(target=self._run, name="perspective", daemon=True)
+        self._pending = False  # Perspective has updates waiting for a poll
         self._thread.start()
-        self.server: perspective.Server = self.call(perspective.Server)
+        self.server: perspective.Server = self.call(lambda: perspective.Server(on_poll_request=self._poll_requested))
         self.client: perspective.Client = self.call(self.server.new_local_client)
+
+    def flush(self) -> None:
+        """Process every pending update now (on the engine thread): views are recomputed and
+        their clients notified once for all the updates made since the last flush."""
+        self._pending = False
+        self.server.poll()
+
+    def _poll_requested(self, _server) -> None:
+        """Perspective has updates pending. Whoever updates flushes when done (tables.py); any
+        call that did not is flushed after it (`_run`), so no update is left unprocessed."""
+        if threading.current_thread() is self._thread:
+            self._pending = True
+        else:
+            self.submit(self.flush)
 
     def submit(self, call: Callable[..., Any], *args) -> concurrent.futures.Future:
         """Queue `call(*args)` for the engine thread; calls run one at a time, in submission order."""
@@ -57,6 +84,18 @@ class Engine:
             future, call, args = item
             if future.set_running_or_notify_cancel():
                 try:
-                    future.set_result(call(*args))
+                    result = call(*args)
+                    if self._pending:  # also after a call that failed midway, below
+                        self.flush()
+                    future.set_result(result)
                 except BaseException as error:  # handed to whoever waits on the future
                     future.set_exception(error)
+                    self._flush_after_error()
+
+    def _flush_after_error(self) -> None:
+        if not self._pending:
+            return
+        try:
+            self.flush()
+        except BaseException as error:  # the thread must go on serving every other call
+            event(log, logging.ERROR, "pending Perspective updates could not be processed", error=error)

@@ -58,6 +58,7 @@ class Health:
     last_delivery: float | None = None                # wall clock of the last batch into the tables
     newest_row_ms: int | None = None                  # newest row timestamp delivered
     reader_restarts: int = 0
+    batches_merged: int = 0                           # live batches hosted with the one before (supervisor.py)
     hops: Hops = field(default_factory=Hops)
     window: dict | None = None                        # the window kept, and what was asked (settings)
     _recent: collections.deque = field(default_factory=collections.deque)  # (wall time, rows)
@@ -118,6 +119,7 @@ class Health:
             "window": self.window,
             "engine_queue": engine_queue,
             "hops_ms": self.hops.summary(),
+            "batches_merged": self.batches_merged,
             "aggregates": reader.get("aggregates"),
             "topic": reader.get("topic"),
             "consumer_group": reader.get("consumer_group"),

@@ -4,7 +4,8 @@ The reader is started with multiprocessing's spawn method (a fresh interpreter: 
 Perspective state inherited), dies with this process (PR_SET_PDEATHSIG, plus a parent-pid check),
 and is restarted if it exits on its own. A new reader has no memory of what was delivered, so its
 first rows (its backfill) replace the tables' content: nothing is duplicated. The pump thread
-waits for each batch to be hosted (tables.apply runs it on the engine thread, engine.py).
+waits for each batch to be hosted (tables.apply runs it on the engine thread, engine.py); live
+batches that arrived meanwhile are hosted together, in one update of each table.
 """
 
 from __future__ import annotations
@@ -19,12 +20,21 @@ from collections.abc import Callable
 from common.backoff import Backoff
 from common.logs import event
 
-from . import reader
+from . import batches, reader
 from .health import Health
 from .settings import ServerSettings
 from .tables import Tables
 
 log = logging.getLogger("server.supervisor")
+# Live batches already waiting in the pipe join the one received, up to this many rows: when the
+# engine is busy (many dashboards), ticks queue up, and one update for all of them costs each
+# view one recomputation and each client one re-read, not one per batch. Live batches are small
+# (a tick each), so the window table's updates stay far below batches.UPDATE_ROWS.
+MERGE_ROWS = batches.UPDATE_ROWS
+
+
+def _live(message: tuple) -> bool:
+    return message[0] == "rows" and message[1].live
 
 
 class ReaderSupervisor:
@@ -65,7 +75,7 @@ class ReaderSupervisor:
             conn = self._spawn()
             try:
                 while not self._stopping.is_set():
-                    self._handle(conn.recv())
+                    self._handle(self._receive(conn))
                     backoff.reset()
             except (EOFError, OSError):
                 pass
@@ -78,16 +88,39 @@ class ReaderSupervisor:
                   retry_in_s=round(delay, 2))
             self._stopping.wait(delay)
 
-    def _handle(self, message: tuple) -> None:
+    @staticmethod
+    def _receive(conn) -> list[tuple[tuple, float]]:
+        """The next message and when it came; if it is a live batch, the live batches already
+        waiting join it, up to MERGE_ROWS rows. A message of another kind ends the run, last."""
+        received = [(conn.recv(), time.time())]
+        rows = 0
+        while _live(received[-1][0]):
+            rows += received[-1][0][1].count
+            if rows >= MERGE_ROWS or not conn.poll():
+                break
+            received.append((conn.recv(), time.time()))
+        return received
+
+    def _handle(self, messages: list[tuple[tuple, float]]) -> None:
+        live = [(message[1], at) for message, at in messages if _live(message)]
+        if live:
+            self.tables.apply(*(delivery for delivery, _ in live))
+            with self.lock:
+                self.health.batches_merged += len(live) - 1
+                for delivery, at in live:
+                    self.health.delivered(delivery.count, delivery.newest_ms, time.time())
+                    self.health.hops.add(delivery, at, self.tables.last_apply)
+            self.on_change()
+        for message, _ in messages[len(live):]:
+            self._handle_one(message)
+
+    def _handle_one(self, message: tuple) -> None:
         kind = message[0]
         if kind == "rows":
             delivery = message[1]
-            received = time.time()
             self.tables.apply(delivery)
             with self.lock:
                 self.health.delivered(delivery.count, delivery.newest_ms, time.time())
-                if delivery.live:
-                    self.health.hops.add(delivery, received, self.tables.last_apply)
         elif kind == "status":
             with self.lock:
                 self.health.reader = message[1]

@@ -40,13 +40,17 @@ class Tables:
                 event(log, logging.ERROR, "schema differs from the hosted tables; keeping them",
                       hosted=self.shape, new=shape)
 
-    def apply(self, delivery: Delivery) -> None:
-        """Host a batch; returns once Perspective has it (on the engine thread, see engine.py)."""
-        self.engine.call(self._apply, delivery)
+    def apply(self, *deliveries: Delivery) -> None:
+        """Host batches, in order; returns once Perspective has processed them, all at once (on
+        the engine thread, see engine.py)."""
+        self.engine.call(self._apply, deliveries)
 
-    def _apply(self, d: Delivery) -> None:
+    def _apply(self, deliveries: tuple[Delivery, ...]) -> None:
         started = time.time()
-        self._apply_all(d)
+        for d in deliveries:
+            self._apply_all(d)
+        self.engine.flush()
+        self._size = self.rows.size() if self.rows is not None else None
         self.last_apply = (started, time.time())
 
     def _apply_all(self, d: Delivery) -> None:
@@ -66,6 +70,9 @@ class Tables:
                 else:
                     table.update(first)
                 for piece in rest:
+                    # each piece processed on its own (see batches.UPDATE_ROWS), the first with
+                    # whatever else is pending
+                    self.engine.flush()
                     table.update(piece)
             elif refill:
                 table.replace(data)
@@ -73,8 +80,7 @@ class Tables:
                 table.update(data)
         self._create_aggregates(d)
         if d.expired and self.trend is not None:
-            self.trend.remove(list(d.expired))
-        self._size = self.rows.size()
+            self.trend.remove(list(d.expired))  # in order with the updates before and after it
 
     def _create(self, d: Delivery) -> None:
         """Host the tables from their first rows, never empty: Perspective 4.3.0 deadlocked when
@@ -89,8 +95,8 @@ class Tables:
             first, *rest = d.rows
             self.rows = self.client.table(first, limit=self.settings.limit, name=self.settings.table)
             for piece in rest:
+                self.engine.flush()
                 self.rows.update(piece)
-        self._size = self.rows.size()
         event(log, logging.INFO, "tables created", table=self.settings.table,
               latest_table=self.settings.latest_table, limit=self.settings.limit,
               aggregates=f"{self.settings.trend_table},{self.settings.groups_table}" if self.trend else None,

@@ -82,3 +82,26 @@ def test_tables_update_perspective_on_the_engine_thread_only():
     assert tables.size() == 10  # known without another call into Perspective
     assert engine.call(lambda: tables.latest.size()) == 10
     engine.stop()
+
+
+def test_updates_are_processed_once_at_the_flush_and_a_call_that_forgot_it_is_flushed_after():
+    engine = Engine()
+    table = engine.call(lambda: engine.client.table({"k": "string", "v": "integer"}, index="k"))
+    notified = []
+    view = engine.call(table.view)
+    engine.call(view.on_update, lambda *_args, **_kw: notified.append(1))
+
+    def three_updates_then_flush():
+        for k, v in (("a", 1), ("b", 2), ("a", 3)):
+            table.update([{"k": k, "v": v}])
+        unprocessed = table.size()
+        engine.flush()
+        return unprocessed
+
+    assert engine.call(three_updates_then_flush) == 0  # pending until the flush
+    assert engine.call(view.to_columns) == {"k": ["a", "b"], "v": [3, 2]}
+    engine.call(lambda: None)  # on_update callbacks run on the engine thread after the poll
+    assert notified == [1]  # one notification for the three updates
+    engine.call(lambda: table.update([{"k": "c", "v": 4}]))  # no flush: the engine flushes after the call
+    assert engine.call(table.size) == 3
+    engine.stop()

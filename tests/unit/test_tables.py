@@ -60,3 +60,20 @@ def test_big_batches_go_into_the_window_table_in_pieces_in_order():
     hosted.clear()  # a refill replaces the content, in pieces too
     hosted.apply(delivery([(f"d{i}", 3_000 + i, i) for i in range(9)]))
     assert hosted.engine.call(lambda: hosted.rows.table.view().to_columns())["v"] == list(range(9))
+
+
+def test_batches_applied_together_are_one_update_for_each_views_clients():
+    hosted = tables.Tables(Engine(), ServerSettings.from_env({"SERVER_INSTANCE": "t", "SERVER_AGGREGATE_BY": "off",
+                                                              "SERVER_LIMIT": "1000", "SERVER_METERS": "1"}))
+    hosted.ensure(SCHEMA.perspective_schema())
+    hosted.apply(delivery([("d0", 1_000, 0)]))
+    view = hosted.engine.call(lambda: hosted.rows.view())
+    notified = []
+    hosted.engine.call(view.on_update, lambda *_args, **_kw: notified.append(1))
+    hosted.apply(*(delivery([(f"d{i}", 2_000 + i, i)]) for i in range(1, 4)))  # three batches, hosted together
+    hosted.engine.call(lambda: None)  # the notification runs on the engine thread
+    assert notified == [1]
+    assert hosted.engine.call(view.to_columns)["v"] == [0, 1, 2, 3] and hosted.size() == 4
+    hosted.apply(delivery([("d4", 3_000, 4)]))
+    hosted.engine.call(lambda: None)
+    assert notified == [1, 1]

@@ -1,0 +1,75 @@
+"""server/supervisor.py: live batches waiting in the pipe are hosted together, nothing else is."""
+
+import collections
+
+import pytest
+
+from server import supervisor
+from server.batches import Delivery
+from server.health import Health
+from server.settings import ServerSettings
+
+pytestmark = pytest.mark.unit
+
+
+class Pipe:
+    """The pump's end of the pipe: what the reader has sent so far."""
+
+    def __init__(self, *messages):
+        self.waiting = collections.deque(messages)
+
+    def recv(self):
+        return self.waiting.popleft()
+
+    def poll(self):
+        return bool(self.waiting)
+
+
+def live(rows: int, newest: int = 0) -> tuple:
+    return ("rows", Delivery((b"",), None, rows, newest, live=True))
+
+
+def backfill(rows: int) -> tuple:
+    return ("rows", Delivery((b"",), None, rows, 0))
+
+
+def kinds(received) -> list:
+    return [(message[0], message[1].count if message[0] == "rows" else None) for message, _ in received]
+
+
+def test_live_batches_waiting_join_the_first_up_to_merge_rows():
+    tick = supervisor.MERGE_ROWS // 3 + 1  # three of them pass MERGE_ROWS
+    pipe = Pipe(*(live(tick, n) for n in range(5)))
+    assert kinds(supervisor.ReaderSupervisor._receive(pipe)) == [("rows", tick)] * 3
+    assert kinds(supervisor.ReaderSupervisor._receive(pipe)) == [("rows", tick)] * 2  # what was left
+
+
+def test_a_message_of_another_kind_ends_the_run_and_comes_last_and_a_backfill_is_never_merged():
+    pipe = Pipe(live(10), live(10), ("status", {}), live(10), backfill(10), live(10))
+    assert kinds(supervisor.ReaderSupervisor._receive(pipe)) == [("rows", 10), ("rows", 10), ("status", None)]
+    assert kinds(supervisor.ReaderSupervisor._receive(pipe)) == [("rows", 10), ("rows", 10)]  # the backfill ends it
+    assert kinds(supervisor.ReaderSupervisor._receive(pipe)) == [("rows", 10)]
+
+
+def test_nothing_waits_for_more_when_the_pipe_is_empty():
+    pipe = Pipe(live(10))
+    assert kinds(supervisor.ReaderSupervisor._receive(pipe)) == [("rows", 10)]
+    pipe = Pipe(backfill(10), live(10))
+    assert kinds(supervisor.ReaderSupervisor._receive(pipe)) == [("rows", 10)]
+
+
+class Tables:
+    def __init__(self):
+        self.applied, self.last_apply = [], (0.0, 0.0)
+
+    def apply(self, *deliveries):
+        self.applied.append([d.count for d in deliveries])
+
+
+def test_batches_received_together_are_applied_in_one_call_and_each_counted():
+    tables, health = Tables(), Health(mode="subscribe", stale_after_s=5)
+    pump = supervisor.ReaderSupervisor(ServerSettings.from_env({"SERVER_INSTANCE": "unit"}), tables, health)
+    pump._handle(supervisor.ReaderSupervisor._receive(Pipe(live(3, 1_000), live(4, 2_000), backfill(5))))
+    assert tables.applied == [[3, 4], [5]]
+    assert health.rows_delivered == 12 and health.newest_row_ms == 2_000 and health.batches_merged == 1
+    assert health.hops.summary()["batches"] == 2  # hops of live batches only
