@@ -1,6 +1,6 @@
 """Server ingest benchmark: rows/s from database results, as taos-ws-py returns them, through the
-real reader -> main path (deduplication and Arrow encoding in a reader process, a pipe, then
-`table.update` in the main process) into a hosted Perspective table, against the seed's path
+real reader -> main path (deduplication and Arrow encoding in a reader process, a pipe read
+ahead as the server's pump reads it, then `table.update` in the main process) into a hosted Perspective table, against the seed's path
 (per-row dicts, `strptime` of timestamp strings, list-of-dicts `update`) in the same run.
 
 With TDENGINE_URL it also measures write -> hosted-table latency (p50/p95/p99) in subscription
@@ -42,6 +42,7 @@ from server import reader as reader_module  # noqa: E402
 from server.engine import Engine  # noqa: E402
 from server.schema import from_describe  # noqa: E402
 from server.settings import ServerSettings  # noqa: E402
+from server.supervisor import Inbox  # noqa: E402
 from server.tables import Tables  # noqa: E402
 from tests.tdengine import drop_database  # noqa: E402
 
@@ -96,9 +97,10 @@ def ours(count: int) -> tuple[float, list]:
     settings = ServerSettings.from_env({"SERVER_INSTANCE": "bench", "SERVER_LIMIT": str(count * 2),
                                         "SERVER_METERS": "1", "SERVER_WINDOW": "1s"})
     tables = Tables(Engine(), settings)
+    inbox = Inbox(parent)  # the pump's own reading of the pipe (server/supervisor.py)
     started, updating, received = None, 0.0, []
     while True:
-        message = parent.recv()
+        message, _ = inbox.get()
         if message[0] == "schema":
             tables.ensure(message[1])
             shape = message[1]

@@ -1,6 +1,7 @@
 """server/supervisor.py: live batches waiting in the pipe are hosted together, nothing else is."""
 
 import collections
+import time
 
 import pytest
 
@@ -12,17 +13,25 @@ from server.settings import ServerSettings
 pytestmark = pytest.mark.unit
 
 
-class Pipe:
-    """The pump's end of the pipe: what the reader has sent so far."""
+class Sent:
+    """The pump's end of the pipe after the reader sent `messages` and exited."""
 
     def __init__(self, *messages):
         self.waiting = collections.deque(messages)
 
     def recv(self):
+        if not self.waiting:
+            raise EOFError
         return self.waiting.popleft()
 
-    def poll(self):
-        return bool(self.waiting)
+
+def Pipe(*messages) -> supervisor.Inbox:
+    """An inbox that has read everything sent (it holds them all)."""
+    inbox = supervisor.Inbox(Sent(*messages), read_ahead=len(messages) + 1)
+    deadline = time.monotonic() + 5
+    while inbox._queue.qsize() < len(messages) + 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return inbox
 
 
 def live(rows: int, newest: int = 0) -> tuple:
@@ -73,3 +82,31 @@ def test_batches_received_together_are_applied_in_one_call_and_each_counted():
     assert tables.applied == [[3, 4], [5]]
     assert health.rows_delivered == 12 and health.newest_row_ms == 2_000 and health.batches_merged == 1
     assert health.hops.summary()["batches"] == 2  # hops of live batches only
+
+
+def test_the_inbox_reads_ahead_while_a_batch_is_hosted_up_to_its_bound_then_ends():
+    class Pipe:
+        def __init__(self):
+            self.sent, self.read = collections.deque(live(1, n) for n in range(10)), 0
+
+        def recv(self):
+            if not self.sent:
+                raise EOFError
+            self.read += 1
+            return self.sent.popleft()
+
+    pipe = Pipe()
+    inbox = supervisor.Inbox(pipe, read_ahead=3)
+    deadline = time.monotonic() + 5
+    while pipe.read < 4 and time.monotonic() < deadline:  # 3 waiting, a 4th in hand, blocked
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert pipe.read == 4  # read ahead, no further than the bound
+    taken = [inbox.get()[0][1].newest_ms for _ in range(10)]
+    assert taken == list(range(10))  # in order
+    for _ in range(2):
+        try:
+            inbox.get()
+        except EOFError:
+            continue
+        raise AssertionError("the inbox should end after the last message")
