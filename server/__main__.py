@@ -15,6 +15,7 @@ from common.settings import load_or_exit
 from .settings import ServerSettings
 
 log = logging.getLogger("server")
+ENGINE_STOP_WAIT_S = 3.0  # at exit, for the Perspective calls still queued (engine.py)
 
 
 async def serve(settings: ServerSettings) -> None:
@@ -48,7 +49,9 @@ async def serve(settings: ServerSettings) -> None:
     event(log, logging.INFO, "stopping")
     http.stop()
     supervisor.stop()
-    engine.stop()
+    if not engine.stop(wait_s=ENGINE_STOP_WAIT_S):
+        event(log, logging.WARNING, "Perspective calls still running at exit", waited_s=ENGINE_STOP_WAIT_S,
+              queued=engine.pending())
     event(log, logging.INFO, "stopped")
 
 

@@ -75,9 +75,14 @@ class Engine:
         """Calls queued and not yet started (/healthz: engine_queue)."""
         return self._calls.qsize()
 
-    def stop(self) -> None:
-        """Let the thread finish what is queued, then end (without waiting for it)."""
+    def stop(self, wait_s: float = 0.0) -> bool:
+        """Let the thread finish what is queued, then end; wait at most `wait_s` for that (a stop
+        must never hang on Perspective). True once the thread has ended. Waiting matters at exit:
+        a daemon thread still inside Perspective while the interpreter finalizes can crash the
+        process (a server once exited with SIGSEGV after its SIGTERM, under load)."""
         self._calls.put(None)
+        self._thread.join(wait_s)
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         while (item := self._calls.get()) is not None:

@@ -50,11 +50,12 @@ def test_stop_lets_queued_calls_finish_then_ends_the_thread():
     gate = threading.Event()
     engine.submit(gate.wait, 5)
     last = engine.submit(lambda: "done")
-    engine.stop()
+    assert engine.stop(wait_s=0.1) is False  # still busy: the wait is bounded
     gate.set()
     assert last.result(timeout=5) == "done"
     engine._thread.join(5)
     assert not engine._thread.is_alive()
+    assert engine.stop(wait_s=0.1) is True
 
 
 def test_tables_update_perspective_on_the_engine_thread_only():
