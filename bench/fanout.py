@@ -110,7 +110,8 @@ def measure(n: int, args, dashboards: Dashboards, sampler: Sampler, health_url: 
                                f"{run.get(f'coalesced_{name}')} coalesced)"
                                for name in sorted(arrivals.views)))
     say(f"N={n}: {describe_processes(run)}; engine queue {run['engine_queue_mean']} (max {run['engine_queue_max']}); "
-        f"healthz lag mean {run['healthz_lag_ms_mean']} ms -> {verdict}")
+        f"batches hosted with the one before {run['batches_merged']}; healthz lag mean {run['healthz_lag_ms_mean']} ms "
+        f"-> {verdict}")
     for role in ("server", "clients"):
         if (run.get(f"{role}_cpu_pct") or 0) >= 95:
             say(f"N={n}: note: the {role} process is at {run[f'{role}_cpu_pct']:.0f} % of one core: "

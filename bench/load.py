@@ -804,7 +804,9 @@ def lag(samples: list[Sample]) -> dict:
             hosted[newest] = (delivered - newest) * 1000
     p = weighted_percentiles([[v, 1] for v in hosted.values()], (50, 95))
     last = next((s.health for s in reversed(samples) if s.health), {}) or {}
-    return {"healthz_lag_ms_mean": round(sum(lags) / len(lags)) if lags else None,
+    merged = [s.health["batches_merged"] for s in samples if s.health and s.health.get("batches_merged") is not None]
+    return {"batches_merged": merged[-1] - merged[0] if len(merged) >= 2 else None,  # hosted with the one before
+            "healthz_lag_ms_mean": round(sum(lags) / len(lags)) if lags else None,
             "healthz_lag_ms_max": max(lags) if lags else None,
             "server_hosted_ms_p50": p[50], "server_hosted_ms_p95": p[95], "server_hosted_batches": len(hosted),
             # the server's own summary of its hops (/healthz hops_ms: its last live batches, whatever N)
