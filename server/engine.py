@@ -14,8 +14,10 @@ Updates are processed when the caller says so (`flush`), not at each `table.upda
 made with `on_poll_request`, so a table's pending updates wait for `Server.poll()`. One batch
 updates up to four tables, and a pump that fell behind hands several batches over at once
 (supervisor.py); each view is then recomputed, and each client notified and re-reading, once for
-all of them instead of once per update (with 10 dashboards open at 10,000 meters, a tick in three
-parts took 73-79 ms of Perspective's time, the same three parts under one poll 47-57 ms).
+all of them instead of once per update (in-process, with 10 dashboards open at 10,000 meters, a
+tick in three parts took 73-79 ms of Perspective's time, the same three parts under one poll 47-57
+ms; end to end, bench/fanout.py at 10,000 meters and 50 dashboards measured within run-to-run
+noise of the code before, since the engine seldom falls behind far enough to merge: README Sizing).
 """
 
 from __future__ import annotations

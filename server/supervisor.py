@@ -37,7 +37,7 @@ MERGE_ROWS = batches.UPDATE_ROWS
 # Messages read from the pipe ahead of the one being hosted. The reader's batches are megabytes
 # and a pipe holds 64 KiB: read only between two updates, each send waited for the update before
 # it, so the reader and Perspective took turns instead of working at the same time (ingest: the
-# pipeline at 56-62 % of its own Perspective calls alone). Bounded, so a busy engine still holds
+# pipeline at 64-67 % of its own Perspective calls alone, 79-85 % reading ahead). Bounded, so a busy engine still holds
 # the reader back.
 READ_AHEAD = 4
 
