@@ -120,6 +120,7 @@ class Health:
             "engine_queue": engine_queue,
             "hops_ms": self.hops.summary(),
             "batches_merged": self.batches_merged,
+            "ticks": {"whole": reader.get("ticks_whole", 0), "cut": reader.get("ticks_cut", 0)},
             "aggregates": reader.get("aggregates"),
             "topic": reader.get("topic"),
             "consumer_group": reader.get("consumer_group"),

@@ -37,13 +37,15 @@ from .reconcile import Reconciler
 from .schema import TS_SCALE, TableSchema
 from .settings import ServerSettings
 from .source import NotReady, Source, Unavailable
+from .ticks import Ticks
 
 log = logging.getLogger("server.reader")
 TOPIC_PREFIX = "dash"
 POLL_S = 0.2           # short: poll(t) blocks t/2 when idle, and stop/watchdog must stay responsive
 DRAIN_POLL_S = 0.02    # between backfill chunks: collect live rows without waiting
 DRAIN_MAX_S = 1.0      # ...for at most this long per chunk: the rest waits in the subscription
-COALESCE_POLL_S = 0.01  # live: messages already waiting join the batch (an idle poll blocks half of this)
+TICK_WAIT_S = 0.25      # live: a tick's messages are gathered (ticks.py) for at most this long
+COALESCE_POLL_S = 0.01  # then messages already waiting join the batch (an idle poll blocks half of this)
 COALESCE_S = 0.05       # ...for at most this long
 COALESCE_ROWS = 200_000  # ...or this many rows
 STATUS_EVERY_S = 1.0
@@ -85,7 +87,7 @@ class Reader:
                        "rebuilds": 0, "duplicates_dropped": 0, "late_rows_dropped": 0,
                        "gaps_repaired": 0, "rows_repaired": 0, "last_repair": None, "window_refills": 0,
                        "assignment_wait_s": None, "consumer_group": None, "last_error": None,
-                       "unsupported_columns": [], "aggregates": None}
+                       "unsupported_columns": [], "aggregates": None, "ticks_whole": 0, "ticks_cut": 0}
         self.last_status = 0.0
         self.sessions = 0  # sessions that got as far as reading
         # poll mode: rows delivered and rows missed per chunk of row time (see audit)
@@ -99,6 +101,7 @@ class Reader:
         self.group: str | None = None  # this session's consumer group (settings.consumer_group + a nonce)
         self.subscribed_in = 0.0       # how long its subscribe() took (1.5 s right after a restart)
         self.groups_dropped = 0
+        self.ticks = Ticks()
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -353,15 +356,33 @@ class Reader:
                                       f"({newest[0][0]} > {watermark})")
 
     def coalesce(self, rows: list[tuple]) -> list[tuple]:
-        """The messages already waiting join this one. A tick arrives as several messages (one per
-        vgroup and per INSERT statement; 3 per tick at 10,000 meters): one batch means one
-        update, one recomputation of each client's views and one re-read per client, not three."""
+        """A tick's messages are gathered into one batch (ticks.py): one update, one
+        recomputation of each client's views and one re-read per client, not one per message. The
+        wait is for the tick's last rows, whose latency it does not raise. Where no tick is
+        expected (the first one, meters that write at their own moments) the messages already
+        waiting join instead."""
+        ticks = self.ticks
+        ticks.add(rows)
+        ticks.begin()
+        until = self.mono() + TICK_WAIT_S
+        while len(rows) < COALESCE_ROWS and not ticks.whole():
+            left = until - self.mono()
+            if left <= 0:
+                self.status["ticks_cut"] += 1
+                return rows
+            if more := self.source.poll(min(POLL_S, 2 * left)):
+                rows.extend(more)
+                ticks.add(more)
+        if ticks.expected > 1:
+            self.status["ticks_whole"] += ticks.whole()
+            return rows
         deadline = self.mono() + COALESCE_S
         while len(rows) < COALESCE_ROWS and self.mono() < deadline:
             more = self.source.poll(COALESCE_POLL_S)
             if not more:
                 break
             rows.extend(more)
+            ticks.add(more)
         return rows
 
     def drop_idle_groups(self, keep: str | None) -> None:

@@ -64,3 +64,9 @@ def test_hops_say_where_each_live_batch_spent_its_time():
     assert summary["engine_wait"]["p50"] == pytest.approx(1, abs=0.2)
     assert summary["update"]["p50"] == pytest.approx(60, abs=0.2) and summary["update"]["p95"] == pytest.approx(69, abs=0.2)
     assert summary["hosted"]["p95"] == pytest.approx(392, abs=0.2)
+
+
+def test_ticks_gathered_whole_or_cut_are_reported():
+    reader = dict(LIVE, ticks_whole=40, ticks_cut=2)
+    _, body = Health(mode="subscribe", stale_after_s=30, reader=reader).snapshot(NOW, clients=0, table_rows=None)
+    assert body["ticks"] == {"whole": 40, "cut": 2}

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from server.reader import COALESCE_ROWS, DRAIN_MAX_S, Reader
+from server.reader import COALESCE_ROWS, DRAIN_MAX_S, TICK_WAIT_S, Reader
 from server.schema import from_describe
 from server.settings import ServerSettings
 
@@ -87,3 +87,63 @@ def test_the_backfill_ends_while_the_subscription_never_runs_dry():
     live = r.backfill()  # three chunks and an open-ended last one, each drained for at most DRAIN_MAX_S
     assert 0 < source.polls <= 4 * (DRAIN_MAX_S / 0.01 + 1)
     assert len(live) == source.polls
+
+
+class InFlight(Messages):
+    """A subscription whose messages are still on their way: None stands for a poll that found
+    nothing yet; each poll takes 10 ms of the reader's clock."""
+
+    def __init__(self, clock, *messages):
+        super().__init__(*messages)
+        self.clock = clock
+
+    def poll(self, timeout_s):
+        self.clock[0] += 0.01
+        return super().poll(timeout_s)
+
+
+def gathering_reader(source, clock):
+    sent = []
+    r = Reader(ServerSettings.from_env({"SERVER_INSTANCE": "t", "SERVER_WINDOW": "60s"}), sent.append,
+               threading.Event(), source=source, wall=lambda: NOW / 1000, mono=lambda: clock[0])
+    r.adopt(SCHEMA)
+    return r
+
+
+def test_a_tick_split_over_messages_in_flight_is_gathered_whole():
+    clock = [0.0]
+    # the tick before, whole; then the next tick's first third, while its rest is still on its way
+    source = InFlight(clock, None, None, tick(3, NOW + 1000, start=3), None, tick(3, NOW + 1000, start=6))
+    r = gathering_reader(source, clock)
+    assert len(r.coalesce(tick(9, NOW))) == 9  # nothing expected yet: joined what was waiting
+    source.queue = [None, None, tick(3, NOW + 1000, start=3), None, tick(3, NOW + 1000, start=6), tick(9, NOW + 2000)]
+    rows = r.coalesce(tick(3, NOW + 1000))
+    assert len(rows) == 9 and {row[1] for row in rows} == {NOW + 1000}
+    assert source.queue == [tick(9, NOW + 2000)]  # the next tick waits for the next batch
+    assert r.status["ticks_whole"] == 1 and r.status["ticks_cut"] == 0
+
+
+def test_a_meter_that_stops_costs_one_bounded_wait():
+    clock = [0.0]
+    source = InFlight(clock)
+    r = gathering_reader(source, clock)
+    r.coalesce(tick(4, NOW))
+    r.coalesce(tick(4, NOW + 1000))  # four meters expected from now on
+    started = clock[0]
+    assert len(r.coalesce(tick(3, NOW + 2000))) == 3  # one has stopped: nothing more comes
+    assert TICK_WAIT_S <= clock[0] - started <= TICK_WAIT_S + 0.02
+    assert r.status["ticks_cut"] == 1
+    started, polls = clock[0], source.polls
+    r.coalesce(tick(3, NOW + 3000))  # three expected now: whole at once, no poll at all
+    assert clock[0] == started and source.polls == polls and r.status["ticks_whole"] == 2
+
+
+def test_meters_writing_at_their_own_moments_never_wait():
+    clock = [0.0]
+    source = InFlight(clock)
+    r = gathering_reader(source, clock)
+    for second in range(3):
+        rows = [(f"d{m}", NOW + second * 1000 + m * 7, m) for m in range(100)]  # no shared timestamp
+        r.coalesce(rows)
+    assert source.polls == 3  # one empty poll per batch (the messages already waiting), no wait
+    assert r.status["ticks_cut"] == 0 and r.status["ticks_whole"] == 0
