@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -58,7 +59,25 @@ from bench.load import (OPEN_TIMEOUT_S, Arrivals, Dashboards, Finder, Sampler, a
                         log_problems, say, settle_load_arguments, warm_up)
 
 
-def measure(n: int, args, dashboards: Dashboards, sampler: Sampler, health_url: str, stack) -> dict:
+def start_floor(args, finder: Finder):
+    """The bare subscriber beside the dashboards (bench/floor.py), where TDengine can be reached."""
+    if not args.floor:
+        return None
+    from bench.floor import Floor
+    from common.settings import Env
+    from common.tdengine import TDengineSettings
+
+    try:
+        floor = Floor(TDengineSettings.from_env(Env(os.environ)))
+    except (RuntimeError, TimeoutError) as error:
+        say(f"note: no database floor: {error}")
+        return None
+    finder.known["floor"] = floor.pid
+    say(f"database floor: a bare subscriber on {floor.ready['topic']} (group {floor.ready['group']})")
+    return floor
+
+
+def measure(n: int, args, dashboards: Dashboards, sampler: Sampler, health_url: str, stack, floor=None) -> dict:
     before = len(sampler.samples)
     opened = dashboards.open(n, sampler, health_url)
     if opened is None:  # the server did not even answer the views' creation in time
@@ -75,6 +94,8 @@ def measure(n: int, args, dashboards: Dashboards, sampler: Sampler, health_url: 
     if stack is not None:
         stack.check()
     dashboards.reset()
+    if floor is not None:
+        floor.reset()
     samples = [sampler.sample(health(health_url))]
     end = samples[0].t + args.measure
     next_line = samples[0].t + 10
@@ -87,6 +108,7 @@ def measure(n: int, args, dashboards: Dashboards, sampler: Sampler, health_url: 
             next_line += 10
             say(f"  N={n} {samples[-1].t - samples[0].t:.0f} s: {describe_processes(figures_between(samples[-11:]))}")
     stats = dashboards.stats()
+    floor_figures = floor.stats() if floor is not None else {}
     arrivals = Arrivals(args.meters)
     arrivals.add(stats)
     seconds = stats["seconds"]
@@ -98,6 +120,7 @@ def measure(n: int, args, dashboards: Dashboards, sampler: Sampler, health_url: 
     run.update(figures_between(samples))
     run.update(engine_queue(samples))
     run.update(lag(samples))
+    run.update(floor_figures)
     verdict = "SATURATED (machine above 90 %): not a result" if run["saturated"] else "ok"
     say(f"N={n}: write -> arrival p50 {run['p50_ms']} ms, p95 {run['p95_ms']} ms, p99 {run['p99_ms']} ms over "
         f"{run['rows_arrived']:,} rows ({run['rows_arrived_pct']} % of {run['rows_expected']:,}); "
@@ -105,12 +128,18 @@ def measure(n: int, args, dashboards: Dashboards, sampler: Sampler, health_url: 
         f"{run['viewport_rtt_p50_ms']} ms, p95 {run['viewport_rtt_p95_ms']} ms; the first reply: p50 "
         f"{run['first_reply_p50_ms']} ms, p95 {run['first_reply_p95_ms']} ms); server: ts -> hosted p50 "
         f"{run['server_hosted_ms_p50']} ms, p95 {run['server_hosted_ms_p95']} ms")
+    if floor_figures:
+        say(f"N={n}: database floor (bare subscriber, same run): p50 {run['floor_p50_ms']} ms, p95 "
+            f"{run['floor_p95_ms']} ms, p99 {run['floor_p99_ms']} ms; a tick's last row p50 "
+            f"{run['floor_last_row_p50_ms']} / p95 {run['floor_last_row_p95_ms']} ms, its first p50 "
+            f"{run['floor_first_row_p50_ms']} ms ({run['floor_messages']} messages, {run['floor_ticks']} ticks)")
     say(f"N={n}: " + ", ".join(f"{name} p50 {run.get(f'reread_{name}_p50_ms')} / p95 "
                                f"{run.get(f'reread_{name}_p95_ms')} ms ({run.get(f'updates_{name}_per_s')} updates/s, "
                                f"{run.get(f'coalesced_{name}')} coalesced)"
                                for name in sorted(arrivals.views)))
     say(f"N={n}: {describe_processes(run)}; engine queue {run['engine_queue_mean']} (max {run['engine_queue_max']}); "
-        f"batches hosted with the one before {run['batches_merged']}; healthz lag mean {run['healthz_lag_ms_mean']} ms "
+        f"batches hosted with the one before {run['batches_merged']}; ticks gathered whole {run['ticks_whole']}, "
+        f"cut {run['ticks_cut']}; healthz lag mean {run['healthz_lag_ms_mean']} ms "
         f"-> {verdict}")
     for role in ("server", "clients"):
         if (run.get(f"{role}_cpu_pct") or 0) >= 95:
@@ -144,8 +173,13 @@ def main() -> int:
     parser.add_argument("--measure", type=float, default=None, help="seconds per N (default 60; 10 with --quick)")
     parser.add_argument("--settle", type=float, default=None,
                         help="seconds between opening the dashboards and measuring (default 10; 3 with --quick)")
+    parser.add_argument("--floor", action=argparse.BooleanOptionalAction, default=None,
+                        help="also time a bare subscriber on the server's topic (bench/floor.py): the database's "
+                             "floor in the same run (default: on where TDENGINE_URL is set)")
     args = parser.parse_args()
     notes = settle_load_arguments(args, parser)
+    if args.floor is None:
+        args.floor = bool(os.environ.get("TDENGINE_URL"))
     try:
         counts = [int(c) for c in (args.clients or ("1,2" if args.quick else "1,10,50")).split(",") if c.strip()]
     except ValueError:
@@ -165,15 +199,18 @@ def main() -> int:
         if warm["caught_up"]:
             dashboards = Dashboards(server_url, args.logs, args.reads, args.viewport_rows, args.probe_table)
             finder.known["clients"] = dashboards.pid
+            floor = start_floor(args, finder)
             sampler.sample()
             try:
                 for n in sorted(counts):
-                    runs.append(measure(n, args, dashboards, sampler, health_url, stack))
+                    runs.append(measure(n, args, dashboards, sampler, health_url, stack, floor))
                     if not runs[-1]["opened"]:
                         say(f"not measuring more dashboards than {n}")
                         break
             finally:
                 dashboards.close()
+                if floor is not None:
+                    floor.close()
         final_health = health(health_url) or {}
     if not warm["caught_up"]:  # reported once the stack has stopped, so that the JSON line is the last
         return not_warm(args, warm, notes)

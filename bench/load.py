@@ -45,7 +45,7 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 MIB = 1024 * 1024
 # Roles, in the order they are printed. "server" is the Tornado process, "reader" its children,
 # "bench" this orchestrator (its sampling is not free either).
-ROLES = ("server", "reader", "producer", "clients", "taosd", "taosadapter", "nginx", "bench")
+ROLES = ("server", "reader", "producer", "clients", "floor", "taosd", "taosadapter", "nginx", "bench")
 PROBLEM = re.compile(r"level=(warning|error|critical)\b|^Traceback|^\S*(Error|Exception):", re.IGNORECASE)
 
 
@@ -805,7 +805,11 @@ def lag(samples: list[Sample]) -> dict:
     p = weighted_percentiles([[v, 1] for v in hosted.values()], (50, 95))
     last = next((s.health for s in reversed(samples) if s.health), {}) or {}
     merged = [s.health["batches_merged"] for s in samples if s.health and s.health.get("batches_merged") is not None]
+    ticks = [s.health["ticks"] for s in samples if s.health and s.health.get("ticks")]
     return {"batches_merged": merged[-1] - merged[0] if len(merged) >= 2 else None,  # hosted with the one before
+            # the reader's ticks gathered into one batch, and those cut at its bound (server/ticks.py)
+            "ticks_whole": ticks[-1]["whole"] - ticks[0]["whole"] if len(ticks) >= 2 else None,
+            "ticks_cut": ticks[-1]["cut"] - ticks[0]["cut"] if len(ticks) >= 2 else None,
             "healthz_lag_ms_mean": round(sum(lags) / len(lags)) if lags else None,
             "healthz_lag_ms_max": max(lags) if lags else None,
             "server_hosted_ms_p50": p[50], "server_hosted_ms_p95": p[95], "server_hosted_batches": len(hosted),

@@ -21,6 +21,7 @@ def test_producer_benchmark_quick_run_prints_its_json_last(fake_env):
     assert {"backfill_rows_per_s", "backfill_ratio", "live_meters_per_s", "live_ratio"} <= set(figures)
     assert any(line.startswith("simulation:") for line in lines[:-1])  # figures printed as it goes
     assert "measure the fake" in result.stdout
+    assert any(line.startswith("N=2: database floor") for line in lines)
 
 
 def test_producer_benchmark_write_paths_measures_every_path_and_reports_schemaless(fake_env):
@@ -135,6 +136,10 @@ def test_fanout_benchmark_starts_the_stack_and_reaches_every_dashboard(fake_env,
             assert run[f"{role}_cpu_pct"] >= 0 and run[f"{role}_rss_mib"] > 0, role
         assert run["machine_cpu_pct"] is not None and isinstance(run["saturated"], bool)
         assert run["engine_queue_mean"] is None or run["engine_queue_mean"] >= 0
+        # the database's floor beside them: a bare subscriber on the server's topic timed every row
+        assert run["floor_rows"] > 0 and run["floor_ticks"] > 0 and run["floor_cpu_pct"] >= 0
+        assert 0 <= run["floor_p50_ms"] <= run["floor_p95_ms"] <= run["floor_p99_ms"] < 10_000
+        assert run["floor_first_row_p50_ms"] <= run["floor_last_row_p95_ms"]
     assert runs[0]["p95_ratio"] == 1.0 and runs[1]["p95_ratio"] is not None
     assert set(figures["log_problems"]) == {"producer", "server", "dashboards"}
     assert any(line.startswith("N=2: write -> arrival") for line in lines)  # figures printed as it goes
