@@ -33,6 +33,11 @@ served by the next one, as in the viewer). Also reported: the time to the re-rea
 (mostly waiting in the server's queue) and the viewport request's own round trip; from /healthz,
 the server's hop from a batch's newest ts to the end of its update into the tables.
 
+The database's floor (--floor, on where TDENGINE_URL is set): a bare subscriber on the server's
+own topic in a process of its own (bench/floor.py) times every row the same way, in the same run
+and under the same load: no dashboard can be fresher than that on this machine, and the gap
+between its figures and the probe's is the server's and the clients' share.
+
 Each N (--clients 1,10,50) is measured for --measure seconds after the dashboards are open and
 have settled; N = 1 (or the smallest N) is the reference of the ratios. CPU of every process
 (server, its reader, producer, the Node clients, taosd, taosadapter) is in % of one core, the
