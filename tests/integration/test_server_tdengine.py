@@ -48,8 +48,9 @@ def test_a_late_row_inside_the_bound_is_delivered_one_beyond_is_counted(mode, se
                                                   **LATENESS[mode]))
     server.wait_health(lambda h: h["phase"] == "live", timeout_s=60)
     time.sleep(2)
-    now = int(time.time() * 1000)
-    # Off the producer's tick grid (+7 ms), so these rows are new, never overwrites.
+    # On the producer's tick grid, then 7 ms off it, so these rows are new, never overwrites (7 ms
+    # after `now` itself landed on the grid whenever now % INTERVAL_MS was INTERVAL_MS - 7).
+    now = int(time.time() * 1000) // INTERVAL_MS * INTERVAL_MS
     inside = ("d0", now - LATENESS_S * 1000 // 2 + 7)
     beyond = ("d1", now - LATENESS_S * 3000 + 7)
     for table, ts in (inside, beyond):
