@@ -78,7 +78,7 @@ class Fleet:
         self.meters, self.window_s = meters, window_s
         self.names = np.array([f"d{i}" for i in range(meters)], dtype=object)
         self.target = batches.arrow_schema(SCHEMA)
-        self.aggregates = Aggregates(SCHEMA, "location", 10_000)
+        self.aggregates = Aggregates(SCHEMA, "location", 10_000, window_s * 1000)
         self.t0 = (int(time.time()) - window_s) * 1000
         self.client = perspective.Server().new_local_client()
         self.tables = {}

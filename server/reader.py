@@ -238,7 +238,8 @@ class Reader:
         if not by:
             return None
         try:
-            aggregates = Aggregates(schema, by, int(self.settings.aggregate_bucket_s * 1000))
+            aggregates = Aggregates(schema, by, int(self.settings.aggregate_bucket_s * 1000),
+                                    int(self.settings.window_s * 1000))
         except KeyError:
             self.status["aggregates"] = f"off: {schema.database}.{schema.stable} has no column {by!r}"
             event(log, logging.WARNING, "no aggregate tables: SERVER_AGGREGATE_BY names no column of the "
@@ -544,12 +545,15 @@ class Reader:
             return None
         window_start_ms = int((self.wall() - self.settings.window_s) * 1000)
         try:
-            return self.aggregates.add(kept, latest, window_start_ms)
+            update = self.aggregates.add(kept, latest, window_start_ms)
         except TooManyGroups as error:
             self.aggregates = None
             self.status["aggregates"] = f"off: {error} (SERVER_AGGREGATE_BY should name a column with few values)"
             event(log, logging.ERROR, "aggregate tables stopped: too many groups", error=error)
             return None
+        if self.aggregates.too_old != self.status["aggregates"].get("rows_left_out", 0):
+            self.status["aggregates"] = dict(self.status["aggregates"], rows_left_out=self.aggregates.too_old)
+        return update
 
     def report(self, force: bool = False) -> None:
         now = self.mono()

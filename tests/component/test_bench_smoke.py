@@ -164,3 +164,15 @@ def test_soak_benchmark_samples_every_process_and_finds_no_row_lost(fake_env, tm
     assert figures["rows_lost"] == 0 and figures["rows_duplicated"] == 0 and figures["rows_extra"] == 0
     assert figures["rows_arrived"] > 0 and figures["client_errors"] == 0
     assert set(figures["log_problems"]) == {"producer", "server", "dashboards"}
+
+
+def test_trend_memory_benchmark_compares_the_ring_with_a_key_per_bucket():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "trend_memory.py"), "--quick"],
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    figures = json.loads(lines[-1])
+    assert figures["metric"] == "trend_kib_per_bucket" and figures["unit"] == "KiB"
+    # both host exactly the window's buckets: 12 x 10 locations
+    assert figures["ring"]["rows_hosted"] == figures["key_per_bucket"]["rows_hosted"] == 120
+    assert any(line.startswith("a ring of slots:") for line in lines[:-1])
