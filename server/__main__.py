@@ -15,10 +15,11 @@ from common.settings import load_or_exit
 from .settings import ServerSettings
 
 log = logging.getLogger("server")
-ENGINE_STOP_WAIT_S = 3.0  # at exit, for the Perspective calls still queued (engine.py)
+ENGINE_STOP_WAIT_S = 3.0  # at exit, for the Perspective call still running (engine.py)
 
 
-async def serve(settings: ServerSettings) -> None:
+async def serve(settings: ServerSettings) -> bool:
+    """Serve until SIGTERM or SIGINT. False if Perspective was still busy when the stop ended."""
     from .app import make_app
     from .engine import Engine
     from .health import Health
@@ -49,16 +50,23 @@ async def serve(settings: ServerSettings) -> None:
     event(log, logging.INFO, "stopping")
     http.stop()
     supervisor.stop()
-    if not engine.stop(wait_s=ENGINE_STOP_WAIT_S):
-        event(log, logging.WARNING, "Perspective calls still running at exit", waited_s=ENGINE_STOP_WAIT_S,
-              queued=engine.pending())
+    finished = engine.stop(wait_s=ENGINE_STOP_WAIT_S)
+    if not finished:
+        event(log, logging.WARNING, "a Perspective call still running at exit", waited_s=ENGINE_STOP_WAIT_S)
     event(log, logging.INFO, "stopped")
+    return finished
 
 
 def main() -> int:
     settings = load_or_exit("server", ServerSettings.from_env, os.environ)
     logs.setup(settings.log_level)
-    asyncio.run(serve(settings))
+    if not asyncio.run(serve(settings)):
+        # Finalizing the interpreter under a thread still inside Perspective waits for that call
+        # and can crash (engine.py); the tables live in memory only, so nothing is left to save.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

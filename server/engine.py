@@ -43,6 +43,8 @@ class Engine:
         # stop must never wait on Perspective.
         self._thread = threading.Thread(target=self._run, name="perspective", daemon=True)
         self._pending = False  # Perspective has updates waiting for a poll
+        self._stopping = False
+        self._stop_lock = threading.Lock()  # no call is queued behind the stop's end marker
         self._thread.start()
         self.server: perspective.Server = self.call(lambda: perspective.Server(on_poll_request=self._poll_requested))
         self.client: perspective.Client = self.call(self.server.new_local_client)
@@ -62,9 +64,14 @@ class Engine:
             self.submit(self.flush)
 
     def submit(self, call: Callable[..., Any], *args) -> concurrent.futures.Future:
-        """Queue `call(*args)` for the engine thread; calls run one at a time, in submission order."""
+        """Queue `call(*args)` for the engine thread; calls run one at a time, in submission order.
+        Once the engine is stopping, the call is cancelled instead (its future says so)."""
         future: concurrent.futures.Future = concurrent.futures.Future()
-        self._calls.put((future, call, args))
+        with self._stop_lock:
+            if self._stopping:
+                future.cancel()
+            else:
+                self._calls.put((future, call, args))
         return future
 
     def call(self, call: Callable[..., Any], *args) -> Any:
@@ -78,11 +85,24 @@ class Engine:
         return self._calls.qsize()
 
     def stop(self, wait_s: float = 0.0) -> bool:
-        """Let the thread finish what is queued, then end; wait at most `wait_s` for that (a stop
-        must never hang on Perspective). True once the thread has ended. Waiting matters at exit:
-        a daemon thread still inside Perspective while the interpreter finalizes can crash the
-        process (a server once exited with SIGSEGV after its SIGTERM, under load)."""
-        self._calls.put(None)
+        """Cancel the calls not yet started and end the thread after the one running; wait at
+        most `wait_s` for that (a stop must never hang on Perspective). True once the thread has
+        ended. Queued calls are client requests and table updates nobody will see: running them
+        at exit kept a loaded server past its 10 s stop grace (9 still queued after 3 s,
+        component test test_the_server_stays_responsive_while_clients_read_grouped_views_during_updates).
+        Waiting for the running one matters: a daemon thread still inside Perspective while the
+        interpreter finalizes can crash the process (a server once exited with SIGSEGV after its
+        SIGTERM, under load); `python -m server` exits without finalizing if it is still there."""
+        with self._stop_lock:
+            self._stopping = True
+            while True:
+                try:
+                    item = self._calls.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+            self._calls.put(None)
         self._thread.join(wait_s)
         return not self._thread.is_alive()
 

@@ -10,6 +10,7 @@ batches that arrived meanwhile are hosted together, in one update of each table.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import multiprocessing
 import os
@@ -56,6 +57,7 @@ class Inbox:
     def __init__(self, conn, read_ahead: int = READ_AHEAD):
         self._conn = conn
         self._queue: queue.Queue = queue.Queue(maxsize=read_ahead)
+        self._closed = threading.Event()
         self._thread = threading.Thread(target=self._read, name="reader-inbox", daemon=True)
         self._thread.start()
 
@@ -63,9 +65,28 @@ class Inbox:
         try:
             while True:
                 message = self._conn.recv()
-                self._queue.put((message, time.time()))
+                if not self._closed.is_set():
+                    self._queue.put((message, time.time()))
         except (EOFError, OSError):
-            self._queue.put((self._END, 0.0))
+            try:
+                self._queue.put_nowait((self._END, 0.0))
+            except queue.Full:
+                pass  # closed: nobody takes it
+
+    def close(self) -> None:
+        """Stop queueing: what is waiting and whatever comes later is dropped, so a reader
+        blocked sending into a full pipe finishes its send, sees its stop and exits. Without
+        this a reader asked to stop while the engine was busy waited in `send` until it was
+        killed, 5 s later (component test
+        test_the_server_stays_responsive_while_clients_read_grouped_views_during_updates).
+        After `close`, the thread puts at most the one message it was blocked on, into a
+        queue just emptied."""
+        self._closed.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
 
     def get(self) -> tuple[tuple, float]:
         item = self._queue.get()
@@ -89,6 +110,7 @@ class ReaderSupervisor:
         self.lock = threading.Lock()   # guards `health` between the pump thread and HTTP handlers
         self._stopping = threading.Event()
         self._process = None
+        self._inbox: Inbox | None = None
         self._thread = threading.Thread(target=self._pump, name="reader-pump", daemon=True)
         self._context = multiprocessing.get_context("spawn")
 
@@ -115,13 +137,17 @@ class ReaderSupervisor:
                 self.tables.clear()
             first = False
             conn = self._spawn()
-            inbox = Inbox(conn)
+            inbox = self._inbox = Inbox(conn)
             try:
                 while not self._stopping.is_set():
                     self._handle(self._receive(inbox))
                     backoff.reset()
             except EOFError:
                 pass
+            except concurrent.futures.CancelledError:
+                if not self._stopping.is_set():
+                    raise
+                break  # the engine stopped first (python -m server is exiting): nothing to host
             conn.close()
             if self._stopping.is_set():
                 break
@@ -176,12 +202,17 @@ class ReaderSupervisor:
             self.tables.clear()  # the reader hosts the window anew: its next rows replace these
         self.on_change()
 
-    def stop(self, timeout_s: float = 5.0) -> None:
+    def stop(self, timeout_s: float = 3.0) -> None:
+        """Ask the reader to stop (SIGTERM), kill it if it has not after `timeout_s`. The reader
+        leaves its consumer group on the way out; its rows are no longer wanted."""
         self._stopping.set()
+        if self._inbox is not None:
+            self._inbox.close()
         process = self._process
         if process is not None and process.is_alive():
             process.terminate()
             process.join(timeout_s)
             if process.is_alive():
+                event(log, logging.WARNING, "reader did not stop; killing it", pid=process.pid, waited_s=timeout_s)
                 process.kill()
                 process.join(1)

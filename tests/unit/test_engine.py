@@ -45,16 +45,21 @@ def test_a_call_made_on_the_engine_thread_runs_at_once_instead_of_waiting_on_its
     engine.stop()
 
 
-def test_stop_lets_queued_calls_finish_then_ends_the_thread():
+def test_stop_cancels_the_queued_calls_and_waits_only_for_the_running_one():
     engine = Engine()
-    gate = threading.Event()
-    engine.submit(gate.wait, 5)
-    last = engine.submit(lambda: "done")
+    gate, started, ran = threading.Event(), threading.Event(), []
+    running = engine.submit(lambda: started.set() or gate.wait(5))
+    assert started.wait(5)
+    queued = [engine.submit(ran.append, i) for i in range(3)]
     assert engine.stop(wait_s=0.1) is False  # still busy: the wait is bounded
+    assert all(future.cancelled() for future in queued)
+    late = engine.submit(ran.append, "late")  # after the stop: cancelled, never queued
+    assert late.cancelled()
     gate.set()
-    assert last.result(timeout=5) == "done"
+    assert running.result(timeout=5) is True
     engine._thread.join(5)
     assert not engine._thread.is_alive()
+    assert ran == []
     assert engine.stop(wait_s=0.1) is True
 
 

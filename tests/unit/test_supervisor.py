@@ -1,6 +1,8 @@
 """server/supervisor.py: live batches waiting in the pipe are hosted together, nothing else is."""
 
 import collections
+import multiprocessing
+import threading
 import time
 
 import pytest
@@ -110,3 +112,18 @@ def test_the_inbox_reads_ahead_while_a_batch_is_hosted_up_to_its_bound_then_ends
         except EOFError:
             continue
         raise AssertionError("the inbox should end after the last message")
+
+
+def test_a_closed_inbox_drains_the_pipe_so_a_reader_blocked_sending_can_finish():
+    parent, child = multiprocessing.Pipe(duplex=False)
+    inbox = supervisor.Inbox(parent, read_ahead=1)
+    big = b"x" * (1 << 20)  # far more than a pipe holds
+    sender = threading.Thread(target=lambda: [child.send(("rows", big)) for _ in range(8)], daemon=True)
+    sender.start()
+    sender.join(0.5)
+    assert sender.is_alive()  # the premise: nobody takes from the inbox, so the sender is stuck
+    inbox.close()
+    sender.join(10)
+    assert not sender.is_alive()
+    assert inbox._queue.qsize() <= 1  # only the one it was blocked on; the rest were dropped
+    child.close()
