@@ -7,8 +7,9 @@ to the last meter, and whether any chart says "Rendering N% of points".
     python bench/viewer_memory.py --server-port 8080 --duration 10m [--quick]
 
 Memory is the RSS of the page's renderer processes (the WebAssembly heap of the viewer lives
-there, which `performance.memory` does not count), sampled every --every seconds; the JS heap is
-printed beside it. "Flat": after --settle, a straight line fitted through the samples rises less
+there, which `performance.memory` does not count), sampled every --every seconds; the JS heap and
+the size of each WebAssembly memory the page made (a probe run before the page's scripts) are
+printed beside it, to tell which part grows. "Flat": after --settle, a straight line fitted through the samples rises less
 than 1 MiB per 10 minutes (the criterion issue 12 sets for the server). The last line is one JSON
 object: metric (the slope), value, unit, ratio (the last sample's RSS over the first's after
 --settle), and every figure.
@@ -48,6 +49,37 @@ SCROLL_LATEST = """async () => {
     const last = cells.length ? cells[cells.length - 1].querySelector("th, td") : null;
     return [rows, last ? last.textContent : null];
 }"""
+# Run before the page's scripts: remember every WebAssembly memory the page makes or instantiates
+# (the viewer's and the client's), so their sizes can be read apart from the renderer's RSS. A
+# memory only grows (WebAssembly cannot shrink one): its size is the heap's high-water mark.
+WASM_PROBE = """(() => {
+    const memories = new Set();
+    const remember = (instance) => {
+        for (const value of Object.values((instance && instance.exports) || {})) {
+            if (value instanceof WebAssembly.Memory) memories.add(value);
+        }
+    };
+    for (const name of ["instantiate", "instantiateStreaming"]) {
+        const original = WebAssembly[name];
+        if (!original) continue;
+        WebAssembly[name] = function (...args) {
+            return original.apply(this, args).then((result) => {
+                remember(result instanceof WebAssembly.Instance ? result : result.instance);
+                return result;
+            });
+        };
+    }
+    const OriginalMemory = WebAssembly.Memory;
+    const Memory = function (descriptor) {
+        const memory = new OriginalMemory(descriptor);
+        memories.add(memory);
+        return memory;
+    };
+    Memory.prototype = OriginalMemory.prototype;
+    WebAssembly.Memory = Memory;
+    window.__wasmMemoryBytes = () => [...memories].map((memory) => memory.buffer.byteLength);
+})();"""
+WASM_BYTES = "window.__wasmMemoryBytes ? window.__wasmMemoryBytes() : []"
 NEWEST_TBNAME = """async () => {
     const viewer = document.querySelector('perspective-viewer[slot="latest"]');
     const view = await viewer.getView();
@@ -92,19 +124,24 @@ async def run(args, url: str) -> dict:
             context = await playwright.chromium.launch_persistent_context(
                 profile, executable_path=chromium_path(), args=CHROMIUM_FLAGS, viewport={"width": 1400, "height": 900})
             try:
+                await context.add_init_script(WASM_PROBE)
                 page = context.pages[0] if context.pages else await context.new_page()
                 await page.goto(url)
                 await wait_status(page, "connected", timeout_s=120)
                 began = time.monotonic()
-                samples, figures = [], {}
+                samples, figures = [], {"wasm_mib_samples": [], "js_heap_mib_samples": []}
                 while (elapsed := time.monotonic() - began) < args.duration:
                     rss = renderer_rss(os.getpid())
                     heap = await page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : null")
+                    wasm = await page.evaluate(WASM_BYTES)
                     status = await page.locator("#dashboard-status").text_content()
                     if elapsed >= args.settle:
                         samples.append((elapsed, rss))
+                        figures["wasm_mib_samples"].append([round(b / 2**20, 1) for b in wasm])
+                        figures["js_heap_mib_samples"].append(round((heap or 0) / 2**20, 1))
                     say(f"  {elapsed:6.0f} s: renderer RSS {rss / 2**20:7.1f} MiB, JS heap "
-                        f"{(heap or 0) / 2**20:6.1f} MiB, status {status}")
+                        f"{(heap or 0) / 2**20:6.1f} MiB, WebAssembly memories "
+                        f"{' + '.join(f'{b / 2**20:.1f}' for b in wasm) or 'none seen'} MiB, status {status}")
                     await asyncio.sleep(args.every)
                 rows, last_drawn = await page.evaluate(SCROLL_LATEST)
                 figures.update(latest_rows=rows, last_row_drawn=last_drawn,
@@ -146,6 +183,9 @@ def main() -> None:
     scrolls = result["last_row_drawn"] is not None and result["last_row_drawn"] == result["last_row_expected"]
     say(f"renderer RSS {first and first / 2**20:.1f} -> {last and last / 2**20:.1f} MiB after the settle; slope "
         f"{slope if slope is None else round(slope, 2)} MiB per 10 min: {'flat' if flat else 'NOT flat'}")
+    wasm = result["wasm_mib_samples"]
+    if wasm:
+        say(f"WebAssembly memories after the settle: {wasm[0]} -> {wasm[-1]} MiB (they never shrink)")
     say(f"latest grid: {result['latest_rows']} rows; scrolled to the end it draws {result['last_row_drawn']!r} "
         f"(the last row is {result['last_row_expected']!r}): {'scrolls' if scrolls else 'does NOT scroll to the end'}")
     say(f"render warnings: {result['render_warnings'] or 'none'}")

@@ -44,5 +44,8 @@ def test_viewer_memory_benchmark_samples_the_page_and_scrolls_the_latest_grid(fa
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["metric"] == "viewer_rss_slope_mib_per_10min" and figures["samples"] >= 3
     assert figures["rss_first_mib"] > 10, result.stdout  # a renderer process was found and measured
+    # the viewer's and the client's WebAssembly memories were seen, each at least a 64 KiB page
+    assert figures["wasm_mib_samples"] and min(len(s) for s in figures["wasm_mib_samples"]) >= 2, result.stdout
+    assert all(size > 0 for size in figures["wasm_mib_samples"][-1])
     assert figures["latest_rows"] == 12 and figures["last_row_expected"] == "d9"  # tbname order: d0, d1, d10, d11, d2...
     assert figures["scrolls_to_end"] is True and figures["render_warnings"] == []
