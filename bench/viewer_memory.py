@@ -79,6 +79,7 @@ WASM_PROBE = """(() => {
     WebAssembly.Memory = Memory;
     window.__wasmMemoryBytes = () => [...memories].map((memory) => memory.buffer.byteLength);
 })();"""
+DOM_COUNTERS = ("Nodes", "JSEventListeners", "Documents", "LayoutObjects")
 WASM_BYTES = "window.__wasmMemoryBytes ? window.__wasmMemoryBytes() : []"
 NEWEST_TBNAME = """async () => {
     const viewer = document.querySelector('perspective-viewer[slot="latest"]');
@@ -128,6 +129,9 @@ async def run(args, url: str) -> dict:
                 page = context.pages[0] if context.pages else await context.new_page()
                 await page.goto(url)
                 await wait_status(page, "connected", timeout_s=120)
+                # Chromium's own counters: a page that leaks DOM nodes or listeners shows it here
+                devtools = await context.new_cdp_session(page)
+                await devtools.send("Performance.enable")
                 began = time.monotonic()
                 samples, figures = [], {"wasm_mib_samples": [], "js_heap_mib_samples": []}
                 while (elapsed := time.monotonic() - began) < args.duration:
@@ -135,13 +139,17 @@ async def run(args, url: str) -> dict:
                     heap = await page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : null")
                     wasm = await page.evaluate(WASM_BYTES)
                     status = await page.locator("#dashboard-status").text_content()
+                    counters = {m["name"]: m["value"] for m in (await devtools.send("Performance.getMetrics"))["metrics"]}
+                    dom = {name: int(counters.get(name, 0)) for name in DOM_COUNTERS}
                     if elapsed >= args.settle:
+                        figures.setdefault("dom_samples", []).append(dom)
                         samples.append((elapsed, rss))
                         figures["wasm_mib_samples"].append([round(b / 2**20, 1) for b in wasm])
                         figures["js_heap_mib_samples"].append(round((heap or 0) / 2**20, 1))
                     say(f"  {elapsed:6.0f} s: renderer RSS {rss / 2**20:7.1f} MiB, JS heap "
                         f"{(heap or 0) / 2**20:6.1f} MiB, WebAssembly memories "
-                        f"{' + '.join(f'{b / 2**20:.1f}' for b in wasm) or 'none seen'} MiB, status {status}")
+                        f"{' + '.join(f'{b / 2**20:.1f}' for b in wasm) or 'none seen'} MiB, "
+                        f"{dom['Nodes']:,} DOM nodes, {dom['JSEventListeners']:,} listeners, status {status}")
                     await asyncio.sleep(args.every)
                 rows, last_drawn = await page.evaluate(SCROLL_LATEST)
                 figures.update(latest_rows=rows, last_row_drawn=last_drawn,
@@ -186,6 +194,9 @@ def main() -> None:
     wasm = result["wasm_mib_samples"]
     if wasm:
         say(f"WebAssembly memories after the settle: {wasm[0]} -> {wasm[-1]} MiB (they never shrink)")
+    dom = result.get("dom_samples")
+    if dom:
+        say(f"DOM after the settle: {dom[0]} -> {dom[-1]}")
     say(f"latest grid: {result['latest_rows']} rows; scrolled to the end it draws {result['last_row_drawn']!r} "
         f"(the last row is {result['last_row_expected']!r}): {'scrolls' if scrolls else 'does NOT scroll to the end'}")
     say(f"render warnings: {result['render_warnings'] or 'none'}")

@@ -47,5 +47,6 @@ def test_viewer_memory_benchmark_samples_the_page_and_scrolls_the_latest_grid(fa
     # the viewer's and the client's WebAssembly memories were seen, each at least a 64 KiB page
     assert figures["wasm_mib_samples"] and min(len(s) for s in figures["wasm_mib_samples"]) >= 2, result.stdout
     assert all(size > 0 for size in figures["wasm_mib_samples"][-1])
+    assert figures["dom_samples"][-1]["Nodes"] > 100  # Chromium's counters for the page were read
     assert figures["latest_rows"] == 12 and figures["last_row_expected"] == "d9"  # tbname order: d0, d1, d10, d11, d2...
     assert figures["scrolls_to_end"] is True and figures["render_warnings"] == []
