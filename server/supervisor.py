@@ -68,10 +68,8 @@ class Inbox:
                 if not self._closed.is_set():
                     self._queue.put((message, time.time()))
         except (EOFError, OSError):
-            try:
-                self._queue.put_nowait((self._END, 0.0))
-            except queue.Full:
-                pass  # closed: nobody takes it
+            if not self._closed.is_set():  # closed: nobody takes it, and the queue may be full
+                self._queue.put((self._END, 0.0))
 
     def close(self) -> None:
         """Stop queueing: what is waiting and whatever comes later is dropped, so a reader

@@ -127,3 +127,16 @@ def test_a_closed_inbox_drains_the_pipe_so_a_reader_blocked_sending_can_finish()
     assert not sender.is_alive()
     assert inbox._queue.qsize() <= 1  # only the one it was blocked on; the rest were dropped
     child.close()
+
+
+def test_the_end_of_the_pipe_waits_for_room_in_a_full_inbox():
+    # a reader that dies while the pump is busy: its end must still reach the pump, after what
+    # it sent, or the pump would wait for ever instead of restarting it
+    inbox = supervisor.Inbox(Sent(live(1), live(2), live(3)), read_ahead=1)
+    assert [inbox.get()[0][1].count for _ in range(3)] == [1, 2, 3]
+    deadline = time.monotonic() + 5
+    while not inbox.ready() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert inbox.ready()  # the end came (a get would otherwise wait for ever)
+    with pytest.raises(EOFError):
+        inbox.get()
