@@ -6,13 +6,18 @@ to the last meter, and whether any chart says "Rendering N% of points".
     # against a server started by hand, with nginx and viewer/dist from this checkout in front:
     python bench/viewer_memory.py --server-port 8080 --duration 10m [--quick]
 
-Memory is the RSS of the page's renderer processes (the WebAssembly heap of the viewer lives
-there, which `performance.memory` does not count), sampled every --every seconds; the JS heap and
-the size of each WebAssembly memory the page made (a probe run before the page's scripts) are
-printed beside it, to tell which part grows. "Flat": after --settle, a straight line fitted through the samples rises less
-than 1 MiB per 10 minutes (the criterion issue 12 sets for the server). The last line is one JSON
-object: metric (the slope), value, unit, ratio (the last sample's RSS over the first's after
---settle), and every figure.
+Memory is that of the page's renderer processes (the WebAssembly heap of the viewer lives there,
+which `performance.memory` does not count), sampled every --every seconds after a garbage
+collection (--no-gc: as the page runs), and split by part (bench/chromium_memory.py): the RSS, what the page holds of it (its
+anonymous pages and shared memory segments: every heap, the WebAssembly memories among them; not
+the file-backed pages of Chromium's binary, which the kernel maps in and drops as code runs), and
+Chromium's own count per allocator (V8, Blink's heap, malloc, ...), to tell which part grows. The
+JS heap, the size of each WebAssembly memory the page made (a probe run before the page's scripts)
+and Chromium's DOM counters are printed beside it. "Flat": after --settle, a straight line fitted
+through what the page holds rises less than 1 MiB per 10 minutes (the criterion issue 12 sets for
+the server); the RSS's own slope is reported beside it. The last line is one JSON object: metric
+(that slope), value, unit, ratio (the last sample over the first after --settle), and every
+figure.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from bench.chromium_memory import MemoryDumps, private_bytes, status_parts  # noqa: E402
 from bench.load import cmdline, parent, parse_duration, pids, rss_bytes, say  # noqa: E402
 from tests.browser import CHROMIUM_FLAGS, RENDER_WARNINGS, chromium_path, wait_status  # noqa: E402
 
@@ -99,65 +105,97 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def renderer_rss(root_pid: int) -> int:
-    """RSS of every Chromium renderer process below this one (playwright's driver, the browser)."""
-    total = 0
-    for pid in descendants(root_pid):
-        # zygote-forked children rewrite their argv into one space-separated string
-        if "--type=renderer" in " ".join(cmdline(pid)).split():
-            total += rss_bytes(pid) or 0
-    return total
+def renderers(root_pid: int) -> list[int]:
+    """Every Chromium renderer process below this one (playwright's driver, the browser)."""
+    # zygote-forked children rewrite their argv into one space-separated string
+    return [pid for pid in descendants(root_pid) if "--type=renderer" in " ".join(cmdline(pid)).split()]
 
 
-def slope_mib_per_10_min(samples: list[tuple[float, int]]) -> float | None:
-    if len(samples) < 3:
-        return None
+def slope_mib_per_10_min(samples: list[tuple[float, int]]) -> tuple[float, float] | tuple[None, None]:
+    """A straight line's slope through (seconds, bytes), and its standard error, in MiB per 10 min."""
+    if len(samples) < 4:
+        return None, None
     t = np.array([s[0] for s in samples])
-    rss = np.array([s[1] for s in samples]) / 2**20
-    return float(np.polyfit(t, rss, 1)[0] * 600)
+    size = np.array([s[1] for s in samples]) / 2**20
+    (slope, _), cov = np.polyfit(t, size, 1, cov=True)
+    return float(slope * 600), float(np.sqrt(cov[0][0]) * 600)
+
+
+async def sample(page, devtools, dumps: MemoryDumps, collect: bool) -> dict:
+    """One look at the page (after its garbage is collected, unless not `collect`): memory by part,
+    heaps, DOM counters."""
+    if collect:
+        await devtools.send("HeapProfiler.collectGarbage")
+    found = renderers(os.getpid())
+    parts: dict[str, int] = {}
+    for pid in found:
+        for name, size in status_parts(pid).items():
+            parts[name] = parts.get(name, 0) + size
+    counters = {m["name"]: m["value"] for m in (await devtools.send("Performance.getMetrics"))["metrics"]}
+    return {"rss": sum(rss_bytes(pid) or 0 for pid in found), "private": private_bytes(parts), "parts": parts,
+            "allocators": await dumps.dump(set(found)),
+            "js_heap": await page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : null") or 0,
+            "wasm": await page.evaluate(WASM_BYTES),
+            "dom": {name: int(counters.get(name, 0)) for name in DOM_COUNTERS},
+            "status": await page.locator("#dashboard-status").text_content()}
+
+
+def mib(size: int) -> float:
+    return round(size / 2**20, 1)
+
+
+def describe(elapsed: float, look: dict) -> str:
+    heaps = ", ".join(f"{name} {mib(size)}" for name, size in sorted(look["allocators"].items())
+                      if size >= 2**20 and name != "private_footprint")
+    return (f"  {elapsed:6.0f} s: renderer RSS {mib(look['rss']):7.1f} MiB, the page's {mib(look['private']):6.1f} "
+            f"(file-backed {mib(look['parts'].get('file_backed', 0)):.1f}), Chromium's footprint "
+            f"{mib(look['allocators'].get('private_footprint', 0)):.1f} [{heaps or 'no memory-infra dump'}], "
+            f"JS heap {mib(look['js_heap']):.1f}, WebAssembly {' + '.join(str(mib(b)) for b in look['wasm']) or 'none seen'}"
+            f" MiB; {look['dom']['Nodes']:,} DOM nodes, {look['dom']['JSEventListeners']:,} listeners; "
+            f"status {look['status']}")
 
 
 async def run(args, url: str) -> dict:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
-        with tempfile.TemporaryDirectory() as profile:
-            context = await playwright.chromium.launch_persistent_context(
-                profile, executable_path=chromium_path(), args=CHROMIUM_FLAGS, viewport={"width": 1400, "height": 900})
-            try:
-                await context.add_init_script(WASM_PROBE)
-                page = context.pages[0] if context.pages else await context.new_page()
-                await page.goto(url)
-                await wait_status(page, "connected", timeout_s=120)
-                # Chromium's own counters: a page that leaks DOM nodes or listeners shows it here
-                devtools = await context.new_cdp_session(page)
-                await devtools.send("Performance.enable")
-                began = time.monotonic()
-                samples, figures = [], {"wasm_mib_samples": [], "js_heap_mib_samples": []}
-                while (elapsed := time.monotonic() - began) < args.duration:
-                    rss = renderer_rss(os.getpid())
-                    heap = await page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : null")
-                    wasm = await page.evaluate(WASM_BYTES)
-                    status = await page.locator("#dashboard-status").text_content()
-                    counters = {m["name"]: m["value"] for m in (await devtools.send("Performance.getMetrics"))["metrics"]}
-                    dom = {name: int(counters.get(name, 0)) for name in DOM_COUNTERS}
-                    if elapsed >= args.settle:
-                        figures.setdefault("dom_samples", []).append(dom)
-                        samples.append((elapsed, rss))
-                        figures["wasm_mib_samples"].append([round(b / 2**20, 1) for b in wasm])
-                        figures["js_heap_mib_samples"].append(round((heap or 0) / 2**20, 1))
-                    say(f"  {elapsed:6.0f} s: renderer RSS {rss / 2**20:7.1f} MiB, JS heap "
-                        f"{(heap or 0) / 2**20:6.1f} MiB, WebAssembly memories "
-                        f"{' + '.join(f'{b / 2**20:.1f}' for b in wasm) or 'none seen'} MiB, "
-                        f"{dom['Nodes']:,} DOM nodes, {dom['JSEventListeners']:,} listeners, status {status}")
-                    await asyncio.sleep(args.every)
-                rows, last_drawn = await page.evaluate(SCROLL_LATEST)
-                figures.update(latest_rows=rows, last_row_drawn=last_drawn,
-                               last_row_expected=await page.evaluate(NEWEST_TBNAME),
-                               render_warnings=await page.evaluate(RENDER_WARNINGS))
-                return {"samples": samples, **figures}
-            finally:
-                await context.close()
+        # a browser launched as such (not a persistent context) gives the browser-wide DevTools
+        # session memory-infra needs
+        browser = await playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        try:
+            context = await browser.new_context(viewport={"width": 1400, "height": 900})
+            await context.add_init_script(WASM_PROBE)
+            page = await context.new_page()
+            await page.goto(url)
+            await wait_status(page, "connected", timeout_s=120)
+            devtools = await context.new_cdp_session(page)
+            await devtools.send("Performance.enable")
+            dumps = MemoryDumps(await browser.new_browser_cdp_session())
+            began, looks = time.monotonic(), []
+            while (elapsed := time.monotonic() - began) < args.duration:
+                look = await sample(page, devtools, dumps, not args.no_gc)
+                say(describe(elapsed, look))
+                if elapsed >= args.settle:
+                    looks.append((elapsed, look))
+                await asyncio.sleep(args.every)
+            rows, last_drawn = await page.evaluate(SCROLL_LATEST)
+            return {"looks": looks, "latest_rows": rows, "last_row_drawn": last_drawn,
+                    "last_row_expected": await page.evaluate(NEWEST_TBNAME),
+                    "render_warnings": await page.evaluate(RENDER_WARNINGS)}
+        finally:
+            await browser.close()
+
+
+def series(looks: list[tuple[float, dict]]) -> dict[str, list[tuple[float, int]]]:
+    """Each measured part as (seconds, bytes) over the samples, by name."""
+    named: dict[str, list[tuple[float, int]]] = {}
+    for elapsed, look in looks:
+        sizes = {"rss": look["rss"], "private": look["private"], "js_heap": look["js_heap"],
+                 "wasm": sum(look["wasm"]), **look["parts"],
+                 **{f"chromium_{name}": size for name, size in look["allocators"].items()}}
+        for name, size in sizes.items():
+            named.setdefault(name, []).append((elapsed, size))
+    return named
 
 
 def main() -> None:
@@ -168,6 +206,8 @@ def main() -> None:
     parser.add_argument("--duration", default="10m")
     parser.add_argument("--every", default="30s", help="time between two samples")
     parser.add_argument("--settle", default="1m", help="samples before this are not fitted")
+    parser.add_argument("--no-gc", action="store_true", help="sample as the page runs, without collecting its "
+                        "garbage first: the heaps then include what the next collection frees")
     parser.add_argument("--quick", action="store_true", help="20 s, a sample every 2 s")
     args = parser.parse_args()
     args.duration, args.every, args.settle = (parse_duration(v) for v in (args.duration, args.every, args.settle))
@@ -179,32 +219,44 @@ def main() -> None:
 
         proxy = Nginx(Path(tempfile.mkdtemp(prefix="viewer-memory-")), args.server_port)
     try:
-        say(f"viewer memory: {proxy.url if proxy else args.url} for {args.duration:g} s, a sample every {args.every:g} s")
+        say(f"viewer memory: {proxy.url if proxy else args.url} for {args.duration:g} s, a sample every {args.every:g} s"
+            f"{', without collecting garbage first' if args.no_gc else ''}")
         result = asyncio.run(run(args, proxy.url if proxy else args.url))
     finally:
         if proxy:
             proxy.stop()
-    samples = result.pop("samples")
-    slope = slope_mib_per_10_min(samples)
-    first, last = (samples[0][1], samples[-1][1]) if samples else (None, None)
+    looks = result.pop("looks")
+    named = series(looks)
+    slopes = {name: slope_mib_per_10_min(points) for name, points in named.items()}
+    slope, error = slopes.get("private", (None, None))
+    private = named.get("private", [])
+    first, last = (private[0][1], private[-1][1]) if private else (None, None)
     flat = slope is not None and slope < FLAT_MIB_PER_10_MIN
     scrolls = result["last_row_drawn"] is not None and result["last_row_drawn"] == result["last_row_expected"]
-    say(f"renderer RSS {first and first / 2**20:.1f} -> {last and last / 2**20:.1f} MiB after the settle; slope "
+    say(f"after the settle, MiB per 10 min (a fitted line's slope ± its standard error), first -> last sample:")
+    for name, points in sorted(named.items(), key=lambda item: -max(size for _, size in item[1])):
+        rises, spread = slopes[name]
+        if rises is not None and max(size for _, size in points) >= 2**20:
+            say(f"  {name:32s} {rises + 0.0:+7.2f} ± {spread:.2f}   {mib(points[0][1]):7.1f} -> {mib(points[-1][1]):7.1f} MiB")
+    say(f"what the page holds: {first and mib(first)} -> {last and mib(last)} MiB, slope "
         f"{slope if slope is None else round(slope, 2)} MiB per 10 min: {'flat' if flat else 'NOT flat'}")
-    wasm = result["wasm_mib_samples"]
-    if wasm:
-        say(f"WebAssembly memories after the settle: {wasm[0]} -> {wasm[-1]} MiB (they never shrink)")
-    dom = result.get("dom_samples")
-    if dom:
-        say(f"DOM after the settle: {dom[0]} -> {dom[-1]}")
     say(f"latest grid: {result['latest_rows']} rows; scrolled to the end it draws {result['last_row_drawn']!r} "
         f"(the last row is {result['last_row_expected']!r}): {'scrolls' if scrolls else 'does NOT scroll to the end'}")
     say(f"render warnings: {result['render_warnings'] or 'none'}")
-    print(json.dumps({"metric": "viewer_rss_slope_mib_per_10min", "value": slope and round(slope, 3), "unit": "MiB/10min",
-                      "ratio": round(last / first, 3) if first else None, "flat": flat, "scrolls_to_end": scrolls,
-                      "rss_first_mib": first and round(first / 2**20, 1), "rss_last_mib": last and round(last / 2**20, 1),
-                      "samples": len(samples), "duration_s": args.duration, **result}))
-
+    rss_slope = slopes.get("rss", (None, None))[0]
+    print(json.dumps({
+        "metric": "viewer_private_slope_mib_per_10min", "value": slope and round(slope, 3), "unit": "MiB/10min",
+        "ratio": round(last / first, 3) if first else None, "flat": flat, "slope_stderr": error and round(error, 3),
+        "rss_slope_mib_per_10min": rss_slope and round(rss_slope, 3), "scrolls_to_end": scrolls,
+        "private_first_mib": first and mib(first), "private_last_mib": last and mib(last),
+        "rss_first_mib": named["rss"][0][1] and mib(named["rss"][0][1]) if named.get("rss") else None,
+        "slopes_mib_per_10min": {name: rises and round(rises, 3) for name, (rises, _) in slopes.items()},
+        "samples": len(looks), "duration_s": args.duration, "garbage_collected": not args.no_gc,
+        "wasm_mib_samples": [[mib(b) for b in look["wasm"]] for _, look in looks],
+        "js_heap_mib_samples": [mib(look["js_heap"]) for _, look in looks],
+        "dom_samples": [look["dom"] for _, look in looks],
+        "allocator_mib_samples": [{name: mib(size) for name, size in look["allocators"].items()} for _, look in looks],
+        **result}))
 
 if __name__ == "__main__":
     main()

@@ -42,8 +42,15 @@ def test_viewer_memory_benchmark_samples_the_page_and_scrolls_the_latest_grid(fa
         server.stop()
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
-    assert figures["metric"] == "viewer_rss_slope_mib_per_10min" and figures["samples"] >= 3
+    assert figures["metric"] == "viewer_private_slope_mib_per_10min" and figures["samples"] >= 4
+    assert figures["value"] is not None and figures["garbage_collected"] is True
     assert figures["rss_first_mib"] > 10, result.stdout  # a renderer process was found and measured
+    # what the page holds is part of its renderer's RSS, and both were fitted
+    assert 10 < figures["private_first_mib"] < figures["rss_first_mib"], result.stdout
+    assert {"rss", "anonymous", "file_backed"} <= set(figures["slopes_mib_per_10min"])
+    # Chromium's own accounting answered for the renderer: its footprint and its heaps by allocator
+    heaps = figures["allocator_mib_samples"][-1]
+    assert heaps.get("private_footprint", 0) > 10 and heaps.get("v8", 0) > 1 and "blink_gc" in heaps, result.stdout
     # the viewer's and the client's WebAssembly memories were seen, each at least a 64 KiB page
     assert figures["wasm_mib_samples"] and min(len(s) for s in figures["wasm_mib_samples"]) >= 2, result.stdout
     assert all(size > 0 for size in figures["wasm_mib_samples"][-1])
