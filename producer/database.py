@@ -10,8 +10,10 @@ Facts relied on (shared/reference/tdengine-checked.md unless noted):
 - An INSERT without `USING ... TAGS` naming a missing subtable fails the whole statement with
   [0x2603] and writes nothing of it (tests/contract/test_writes.py): so the batch is written again
   with `USING`, and the connection is kept.
-- `ALTER DATABASE <db> BUFFER <n>` works on an existing database; the current value is the
-  `buffer` column of information_schema.ins_databases (a keyword: back-quoted).
+- `ALTER DATABASE <db> BUFFER <n>` and `ALTER DATABASE <db> KEEP <n>d` work on an existing
+  database; the current values are the `buffer` and `keep` columns of
+  information_schema.ins_databases (keywords: back-quoted; `keep` reads e.g. '7d,7d,7d'), checked
+  in tests/contract/test_writes.py.
 - `CAST(LAST_ROW(ts) AS BIGINT) ... PARTITION BY tbname` gives each subtable's newest row.
 """
 
@@ -38,8 +40,10 @@ CREATE_DATABASE = (
     "CREATE DATABASE IF NOT EXISTS {db} PRECISION 'ms' VGROUPS 1 BUFFER {buffer} "
     "DURATION 1d KEEP {keep}d WAL_LEVEL 1 CACHEMODEL 'last_row'"
 )
-DATABASE_BUFFER = "SELECT `buffer` FROM information_schema.ins_databases WHERE name = '{db}'"
+DATABASE_OPTIONS = "SELECT `buffer`, `keep` FROM information_schema.ins_databases WHERE name = '{db}'"
 ALTER_BUFFER = "ALTER DATABASE {db} BUFFER {buffer}"
+ALTER_KEEP = "ALTER DATABASE {db} KEEP {keep}d"
+_KEEP_UNIT_MINUTES = {"m": 1, "h": 60, "d": 1_440}
 TABLE_MISSING = 0x2603
 DEFAULT_BUFFER_MB = int(DEFAULTS["PRODUCER_VNODE_BUFFER_MB"])
 CREATE_STABLE = (
@@ -51,6 +55,14 @@ NEWEST_PER_METER = ("SELECT tbname, CAST(LAST_ROW(ts) AS BIGINT) AS ts_ms FROM {
 STMT2_INSERT = f"INSERT INTO ? USING {STABLE} TAGS (?, ?) VALUES (?, ?, ?, ?)"
 NOT_CONNECTED = Diagnosis(OUTAGE, None, "not connected")
 WRITE = "write"  # the step of a failed write (Unavailable.during); connect steps name themselves
+
+
+def keep_days_of(text: str) -> float:
+    """The retention (days) of an ins_databases `keep` value such as '7d,7d,7d' or
+    '10080m,10080m,10080m': the last of its tiers, which is when rows are dropped."""
+    last = str(text).split(",")[-1].strip()
+    unit = last[-1:] if last[-1:] in _KEEP_UNIT_MINUTES else "d"
+    return float(last.rstrip("mhd")) * _KEEP_UNIT_MINUTES[unit] / 1_440
 
 
 class Unavailable(Exception):
@@ -102,13 +114,14 @@ class Database:
     def connected(self) -> bool:
         return self._conn is not None
 
-    def connect(self) -> tuple[int, int] | None:
+    def connect(self) -> dict[str, tuple]:
         """Create the database and supertable if missing (if this writer owns the schema), then
-        open the write connection. Returns (old, new) when the database's BUFFER was changed."""
+        open the write connection. Returns the options changed on an existing database, as
+        {"buffer_mb" | "keep_days": (old, new)}."""
         self.close()
         db = self._settings.database
         step = "connect"
-        changed = None
+        changed = {}
         try:
             if self._owns_schema:
                 changed = self._make_schema()
@@ -125,10 +138,13 @@ class Database:
                           for group, location in zip(self._fleet.groupids.tolist(), self._fleet.locations)]
         return changed
 
-    def _make_schema(self) -> tuple[int, int] | None:
-        """CREATE DATABASE/STABLE IF NOT EXISTS; ALTER the buffer of an existing database."""
+    def _make_schema(self) -> dict[str, tuple]:
+        """CREATE DATABASE/STABLE IF NOT EXISTS; on an existing database, ALTER the buffer to
+        the one asked for and raise a KEEP shorter than asked for (CREATE ... IF NOT EXISTS
+        changes neither; a longer KEEP is the operator's and stays)."""
         db = self._settings.database
         step = "connect"
+        changed = {}
         try:
             admin = taosws.connect(self._settings.dsn(with_database=False))
             try:
@@ -136,21 +152,25 @@ class Database:
                 wanted = self._buffer_mb
                 admin.execute(CREATE_DATABASE.format(db=db, keep=self._keep_days,
                                                      buffer=wanted or DEFAULT_BUFFER_MB))
-                old = wanted
-                if wanted is not None:
-                    step = f"read the buffer of database {db}"
-                    rows = list(admin.query(DATABASE_BUFFER.format(db=db)))
-                    old = int(rows[0][0]) if rows else wanted
-                    if old != wanted:
+                step = f"read the options of database {db}"
+                rows = list(admin.query(DATABASE_OPTIONS.format(db=db)))
+                if rows:
+                    buffer, keep = int(rows[0][0]), keep_days_of(rows[0][1])
+                    if wanted is not None and buffer != wanted:
                         step = f"alter database {db} buffer {wanted}"
                         admin.execute(ALTER_BUFFER.format(db=db, buffer=wanted))
+                        changed["buffer_mb"] = (buffer, wanted)
+                    if keep < self._keep_days:
+                        step = f"alter database {db} keep {self._keep_days}d"
+                        admin.execute(ALTER_KEEP.format(db=db, keep=self._keep_days))
+                        changed["keep_days"] = (int(keep) if keep.is_integer() else round(keep, 3), self._keep_days)
                 step = f"create supertable {db}.{STABLE}"
                 admin.execute(CREATE_STABLE.format(db=db))
             finally:
                 admin.close()
         except (taosws.Error, taosws.InterfaceError) as error:
             raise Unavailable(str(error), diagnose(error), step) from error
-        return (old, self._buffer_mb) if old != self._buffer_mb else None
+        return changed
 
     def newest_timestamp(self) -> int | None:
         """Epoch ms after which this fleet resumes: the oldest of its meters' newest rows (a

@@ -3,7 +3,8 @@
 Rows owed to the database are not held in memory: readings are a pure function of (seed, meter,
 timestamp), so the loop only remembers the first tick not yet written and simulates it again
 after an outage. `buffer_rows` (each writer its share, in proportion to its meters) bounds how
-far behind it may fall; older ticks are skipped, counted and logged.
+far behind the live ticks may fall; older ones are skipped, counted and logged. The backfill is
+never cut by it: it is a plan (PRODUCER_BACKFILL), not an outage.
 
 Errors are told apart by errors.py: an outage is retried with a WARNING per attempt, as always;
 an error that needs an operator (e.g. [0x03BA] Vnodes exhausted when creating the database) is
@@ -187,9 +188,14 @@ class Producer:
     def connect(self) -> bool:
         try:
             changed = self.database.connect()
-            if changed is not None:
+            if "buffer_mb" in changed:
                 self.event(logging.INFO, "database buffer changed (PRODUCER_VNODE_BUFFER_MB)",
-                           database=self.settings.tdengine.database, from_mb=changed[0], to_mb=changed[1])
+                           database=self.settings.tdengine.database, from_mb=changed["buffer_mb"][0],
+                           to_mb=changed["buffer_mb"][1])
+            if "keep_days" in changed:
+                self.event(logging.INFO, "database KEEP raised (PRODUCER_KEEP_DAYS, PRODUCER_BACKFILL)",
+                           database=self.settings.tdengine.database, from_days=changed["keep_days"][0],
+                           to_days=changed["keep_days"][1])
             self.event(logging.INFO, "reconnected" if self.stats.reconnects else "connected",
                        failed_attempts=self.backoff.attempts)
             if self.ticker is None:
@@ -288,6 +294,12 @@ class Producer:
                       "PRODUCER_HEARTBEAT_FILE", path=self.status_file, error=error)
 
     def skip_beyond_buffer(self, pending: int) -> None:
+        """Drop the oldest ticks owed beyond this writer's share of PRODUCER_BUFFER_ROWS. The
+        backfill is planned, not owed: nothing of it is dropped (PRODUCER_BACKFILL bounds it,
+        and KEEP is made to hold it); the bound applies once the ticker reaches the start-up
+        time, to the live ticks missed while backfilling or during an outage."""
+        if self.ticker.next_ts < self.live_from_ms:
+            return
         meters = self.fleet.size
         owed = pending * meters
         if owed <= self.buffer_rows:

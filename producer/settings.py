@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 from common.settings import Env, SettingsError
 from common.tdengine import TDengineSettings
@@ -11,6 +12,7 @@ from common.tdengine import TDengineSettings
 MAX_WRITERS = 64           # processes; far beyond what a few cores gain from
 # TDengine's allowed BUFFER (MB per vnode): 3 .. 16384 (tdengine.md 2.2, CREATE DATABASE options).
 BUFFER_MB_RANGE = (3, 16_384)
+MAX_KEEP_DAYS = 36_500     # a hundred years (TDengine allows up to 365,000 days: tdengine.md 2.2)
 
 # The single source of every producer default; .env.example and compose.yaml repeat these values
 # and tests/unit/test_config_agreement.py checks that they agree.
@@ -30,6 +32,11 @@ DEFAULTS = {
 }
 
 
+def backfill_keep_days(backfill_s: float) -> int:
+    """The smallest KEEP (whole days) that holds a backfill of `backfill_s` plus an hour."""
+    return math.ceil((backfill_s + 3_600) / 86_400)
+
+
 @dataclass(frozen=True)
 class ProducerSettings:
     tdengine: TDengineSettings
@@ -39,7 +46,7 @@ class ProducerSettings:
     interval_ms: int       # one reading per meter per interval
     backfill_s: float      # history written at first start (resumes after the newest stored row)
     seed: int              # same seed, same fleet and same readings
-    keep_days: int         # KEEP of the database when the producer creates it
+    keep_days: int         # KEEP of the database (raised on an existing one, never lowered)
     buffer_rows: int       # most rows owed to the database while it is unreachable
     retry_max_s: float     # cap of the reconnect backoff
     report_every_s: float  # period of the INFO progress line
@@ -63,10 +70,11 @@ class ProducerSettings:
                                         minimum=BUFFER_MB_RANGE[0], maximum=BUFFER_MB_RANGE[1]),
             interval_ms=env.integer("PRODUCER_INTERVAL_MS", int(d["PRODUCER_INTERVAL_MS"]),
                                     minimum=10, maximum=3_600_000),
-            backfill_s=env.duration("PRODUCER_BACKFILL", d["PRODUCER_BACKFILL"]),
+            backfill_s=env.duration("PRODUCER_BACKFILL", d["PRODUCER_BACKFILL"],
+                                    maximum_s=(MAX_KEEP_DAYS - 1) * 86_400),
             seed=env.integer("PRODUCER_SEED", int(d["PRODUCER_SEED"]), minimum=0, maximum=2**32 - 1),
             keep_days=env.integer("PRODUCER_KEEP_DAYS", int(d["PRODUCER_KEEP_DAYS"]),
-                                  minimum=3, maximum=36_500),
+                                  minimum=3, maximum=MAX_KEEP_DAYS),
             buffer_rows=env.integer("PRODUCER_BUFFER_ROWS", int(d["PRODUCER_BUFFER_ROWS"]),
                                     minimum=1, maximum=1_000_000_000),
             retry_max_s=env.duration("PRODUCER_RETRY_MAX", d["PRODUCER_RETRY_MAX"],
@@ -76,12 +84,12 @@ class ProducerSettings:
             log_level=env.log_level("PRODUCER_LOG_LEVEL", d["PRODUCER_LOG_LEVEL"]),
             heartbeat_file=env.string("PRODUCER_HEARTBEAT_FILE", d["PRODUCER_HEARTBEAT_FILE"]),
         )
-        # Rows older than KEEP are refused by TDengine ([0x060B], tdengine-checked.md "Writes");
-        # keep an hour of margin so a slow backfill does not age out of the window as it runs.
-        if settings.backfill_s > settings.keep_days * 86_400 - 3_600:
-            raise SettingsError("PRODUCER_BACKFILL",
-                                f"less than PRODUCER_KEEP_DAYS ({settings.keep_days} d) minus 1 h",
-                                environ.get("PRODUCER_BACKFILL"))
+        # Rows older than KEEP are refused by TDengine ([0x060B], tdengine-checked.md "Writes"),
+        # so a backfill longer than KEEP could never be written: KEEP is raised to cover it, with
+        # an hour of margin so the oldest rows do not age out while a long backfill runs.
+        covering = backfill_keep_days(settings.backfill_s)
+        if covering > settings.keep_days:
+            settings = replace(settings, keep_days=covering)
         if settings.writers > settings.meters:
             raise SettingsError("PRODUCER_WRITERS",
                                 f"at most PRODUCER_METERS ({settings.meters}): each writer owns at "

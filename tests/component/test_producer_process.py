@@ -49,6 +49,26 @@ def test_backfill_then_live_ticks_with_exact_values(run_producer, fake_taosws):
     assert "event=progress" in producer.output() and "rows_per_s=" in producer.output()
 
 
+def test_a_week_of_backfill_raises_keep_and_is_not_cut_by_the_outage_buffer(run_producer, fake_taosws):
+    """PRODUCER_BACKFILL=7d into an existing database whose KEEP is 7 days, with a buffer of
+    one tick: KEEP is raised to hold it, and every one of its hourly ticks is written."""
+    from producer.database import DATABASE_OPTIONS
+
+    conn = fake_taosws.connect(DSN)
+    conn.execute("CREATE DATABASE power KEEP 7d")
+    producer = run_producer(PRODUCER_METERS=2, PRODUCER_INTERVAL_MS=3_600_000, PRODUCER_BACKFILL="7d",
+                            PRODUCER_BUFFER_ROWS=2)
+    producer.wait_for("backfill done")
+    assert producer.stop()[0] == 0
+    output = producer.output()
+    assert "database KEEP raised" in output and "from_days=7 to_days=8" in output
+    assert "rows dropped" not in output
+    assert [row[1] for row in conn.query(DATABASE_OPTIONS.format(db="power"))] == ["8d,8d,8d"]
+    conn.close()
+    stamps = assert_complete_and_exact(stored(fake_taosws), meters=2, interval_ms=3_600_000, seed=42)
+    assert len(stamps) >= 7 * 24  # a tick on each whole hour of the 7 days (the last one may be due yet)
+
+
 def test_schema_is_the_data_contract(run_producer, fake_taosws):
     producer = run_producer(PRODUCER_METERS=2, PRODUCER_BACKFILL="0")
     producer.wait_for("event=connected")

@@ -41,14 +41,32 @@ def test_a_missing_subtable_fails_the_whole_statement_with_0x2603(td):
 
 
 def test_buffer_is_set_at_create_and_changed_by_alter_database(td):
-    from producer.database import ALTER_BUFFER, DATABASE_BUFFER
+    from producer.database import ALTER_BUFFER, DATABASE_OPTIONS
 
     conn = td.meters(buffer_mb=16)
-    assert list(conn.query(DATABASE_BUFFER.format(db=td.db))) == [(16,)]
+    assert [row[0] for row in conn.query(DATABASE_OPTIONS.format(db=td.db))] == [16]
     conn.execute(ALTER_BUFFER.format(db=td.db, buffer=32))
-    assert list(conn.query(DATABASE_BUFFER.format(db=td.db))) == [(32,)]
+    assert [row[0] for row in conn.query(DATABASE_OPTIONS.format(db=td.db))] == [32]
     ts = now_ms()
     conn.execute(f"INSERT INTO {using(td.db, 'd0', ts)}")  # the database still takes writes
+    assert count(conn, td.db) == 1
+
+
+def test_keep_reads_as_days_is_kept_by_create_if_not_exists_and_raised_by_alter(td):
+    """What the producer relies on to make KEEP hold PRODUCER_BACKFILL on an existing database."""
+    from producer.database import ALTER_KEEP, CREATE_DATABASE, DATABASE_OPTIONS, keep_days_of
+
+    conn = td.meters(keep_days=7)
+    (keep,) = [row[1] for row in conn.query(DATABASE_OPTIONS.format(db=td.db))]
+    assert keep == "7d,7d,7d" and keep_days_of(keep) == 7
+    conn.execute(CREATE_DATABASE.format(db=td.db, keep=30, buffer=16))  # IF NOT EXISTS: unchanged
+    assert keep_days_of(next(iter(conn.query(DATABASE_OPTIONS.format(db=td.db))))[1]) == 7
+    old = now_ms() - 8 * 86_400_000
+    with pytest.raises(td.taosws.QueryError, match=r"^\[0x060B\]"):
+        conn.execute(f"INSERT INTO {using(td.db, 'd0', old)}")
+    conn.execute(ALTER_KEEP.format(db=td.db, keep=9))
+    assert keep_days_of(next(iter(conn.query(DATABASE_OPTIONS.format(db=td.db))))[1]) == 9
+    conn.execute(f"INSERT INTO {using(td.db, 'd0', old)}")  # now inside KEEP
     assert count(conn, td.db) == 1
 
 

@@ -53,7 +53,7 @@ def test_several_writers_with_their_buffer_and_a_dropped_subtable(service_env, t
     PRODUCER_VNODE_BUFFER_MB (then ALTERed on a restart with another value), and a subtable dropped
     while the writers run: its writer's next INSERT without USING fails with [0x2603] and is
     written again with USING, so the subtable is back with every tick after the drop."""
-    from producer.database import DATABASE_BUFFER
+    from producer.database import DATABASE_OPTIONS, keep_days_of
 
     settings = dict(PRODUCER_METERS=30, PRODUCER_WRITERS=3, PRODUCER_INTERVAL_MS=200, PRODUCER_BACKFILL="3s",
                     PRODUCER_VNODE_BUFFER_MB=24)
@@ -63,7 +63,8 @@ def test_several_writers_with_their_buffer_and_a_dropped_subtable(service_env, t
             break
         time.sleep(0.05)
     assert producer.output().count("backfill done") == 3, producer.output()
-    assert query(tdengine_server, test_database, DATABASE_BUFFER.format(db=test_database)) == [(24,)]
+    options = query(tdengine_server, test_database, DATABASE_OPTIONS.format(db=test_database))
+    assert [(buffer, keep_days_of(keep)) for buffer, keep in options] == [(24, 7)]
     time.sleep(1.0)  # live ticks without USING
     execute(tdengine_server, test_database, f"DROP TABLE IF EXISTS {test_database}.d12")
     dropped_at = int(time.time() * 1000)
@@ -78,9 +79,12 @@ def test_several_writers_with_their_buffer_and_a_dropped_subtable(service_env, t
     assert stamps["d12"][0] <= dropped_at + 1000
     assert all(len(ticks) >= 15 for name, ticks in stamps.items() if name != "d12")
 
-    again = logs.process("producer (buffer changed)", ProducerProcess(
-        service_env, tmp_path, **dict(settings, PRODUCER_VNODE_BUFFER_MB=32)))
-    again.wait_for("database buffer changed", timeout_s=60)
+    # CREATE DATABASE IF NOT EXISTS changes neither option of an existing database: the
+    # producer ALTERs the buffer to the new one and raises KEEP (here to hold a longer history)
+    again = logs.process("producer (buffer and KEEP changed)", ProducerProcess(
+        service_env, tmp_path, **dict(settings, PRODUCER_VNODE_BUFFER_MB=32, PRODUCER_KEEP_DAYS=9)))
+    again.wait_for("database KEEP raised", timeout_s=60)
     assert again.stop()[0] == 0
-    assert "from_mb=24 to_mb=32" in again.output()
-    assert query(tdengine_server, test_database, DATABASE_BUFFER.format(db=test_database)) == [(32,)]
+    assert "from_mb=24 to_mb=32" in again.output() and "from_days=7 to_days=9" in again.output()
+    options = query(tdengine_server, test_database, DATABASE_OPTIONS.format(db=test_database))
+    assert [(buffer, keep_days_of(keep)) for buffer, keep in options] == [(32, 9)]

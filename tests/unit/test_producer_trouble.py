@@ -36,6 +36,7 @@ class StubDatabase:
         if self.connect_error is not None:
             raise self.connect_error
         self.connected = True
+        return {}
 
     def newest_timestamp(self):
         return None

@@ -2,7 +2,7 @@ import pytest
 
 from common.settings import SettingsError
 from common.tdengine import TDengineSettings, parse_url
-from producer.settings import DEFAULTS, ProducerSettings
+from producer.settings import DEFAULTS, ProducerSettings, backfill_keep_days
 
 
 def test_defaults():
@@ -45,10 +45,16 @@ def test_bad_values_name_the_variable_and_what_was_expected(name, value, expecte
     assert message.startswith(name + ":") and expected in message and repr(value) in message
 
 
-def test_backfill_must_fit_inside_keep():
-    with pytest.raises(SettingsError, match="PRODUCER_BACKFILL.*PRODUCER_KEEP_DAYS"):
-        ProducerSettings.from_env({"PRODUCER_BACKFILL": "7d", "PRODUCER_KEEP_DAYS": "7"})
-    assert ProducerSettings.from_env({"PRODUCER_BACKFILL": "2d", "PRODUCER_KEEP_DAYS": "3"}).backfill_s == 172800
+def test_keep_is_raised_to_hold_the_backfill():
+    # A 7-day backfill in a 7-day KEEP would lose its oldest rows to [0x060B]: KEEP covers it
+    # plus an hour, whatever PRODUCER_KEEP_DAYS says; a longer KEEP is left as it is.
+    assert ProducerSettings.from_env({"PRODUCER_BACKFILL": "7d", "PRODUCER_KEEP_DAYS": "7"}).keep_days == 8
+    assert ProducerSettings.from_env({"PRODUCER_BACKFILL": "30d"}).keep_days == 31
+    assert ProducerSettings.from_env({"PRODUCER_BACKFILL": "2d", "PRODUCER_KEEP_DAYS": "30"}).keep_days == 30
+    assert ProducerSettings.from_env({}).keep_days == int(DEFAULTS["PRODUCER_KEEP_DAYS"])
+    assert backfill_keep_days(6 * 86_400 + 82_800) == 7 and backfill_keep_days(6 * 86_400 + 82_801) == 8
+    with pytest.raises(SettingsError, match="PRODUCER_BACKFILL.*at most"):
+        ProducerSettings.from_env({"PRODUCER_BACKFILL": "36500d"})
 
 
 def test_buffer_must_hold_one_tick():
@@ -89,3 +95,11 @@ def test_the_buffer_for_50000_meters_is_accepted():
     settings = ProducerSettings.from_env({"PRODUCER_METERS": "50000", "PRODUCER_WRITERS": "4",
                                           "PRODUCER_VNODE_BUFFER_MB": "256"})
     assert (settings.meters, settings.writers, settings.vnode_buffer_mb) == (50_000, 4, 256)
+
+
+@pytest.mark.parametrize("text, days", [("7d,7d,7d", 7), ("10080m,10080m,10080m", 7), ("1d,2d,30d", 30),
+                                        ("36h", 1.5), ("3650", 3650)])
+def test_keep_of_ins_databases_in_days(text, days):
+    from producer.database import keep_days_of
+
+    assert keep_days_of(text) == days

@@ -446,16 +446,21 @@ class Server:
         return int(value)
 
     def alter_database(self, tokens: Tokens) -> int:
-        """ALTER DATABASE db BUFFER n (the only option the project changes)."""
+        """ALTER DATABASE db BUFFER n | KEEP n[mhd] (the options the project changes)."""
         name = tokens.name()
-        if not tokens.keyword("BUFFER"):
-            raise Unsupported("ALTER DATABASE options other than BUFFER")
-        buffer = self._buffer_mb(self._duration_token(tokens))
+        option = tokens.name().upper()
+        if option not in ("BUFFER", "KEEP"):
+            raise Unsupported("ALTER DATABASE options other than BUFFER and KEEP")
+        value = self._duration_token(tokens)
         if not tokens.done():
             raise Unsupported("ALTER DATABASE with several options")
         with self.transaction():
             self.database(name)
-            self.db.execute("UPDATE _db SET buffer = ? WHERE name = ?", (buffer, name))
+            if option == "BUFFER":
+                self.db.execute("UPDATE _db SET buffer = ? WHERE name = ?", (self._buffer_mb(value), name))
+            else:
+                self.db.execute("UPDATE _db SET keep_ms = ? WHERE name = ?",
+                                (self._to_ms(value, default_unit="d"), name))
         return 0
 
     @staticmethod
@@ -974,8 +979,12 @@ def _consumers_sql(now: int) -> str:
 # The system tables the project reads: (columns as Column fields, SQLite subquery at a time).
 _SYSTEM_TABLES = {
     ("information_schema", "ins_databases"): (
-        [("name", "VARCHAR", 64), ("precision", "VARCHAR", 2), ("vgroups", "INT", 4), ("buffer", "INT", 4)],
-        lambda now: '(SELECT name, precision AS "precision", 1 AS vgroups, buffer AS "buffer" FROM _db)'),
+        [("name", "VARCHAR", 64), ("precision", "VARCHAR", 2), ("vgroups", "INT", 4), ("buffer", "INT", 4),
+         ("keep", "VARCHAR", 32)],
+        # `keep` as 3.3.6 prints it: its three tiers in whole days, e.g. '7d,7d,7d'
+        lambda now: ('(SELECT name, precision AS "precision", 1 AS vgroups, buffer AS "buffer", '
+                     f"(keep_ms / {DAY_MS}) || 'd,' || (keep_ms / {DAY_MS}) || 'd,' || (keep_ms / {DAY_MS}) || 'd' "
+                     'AS "keep" FROM _db)')),
     ("information_schema", "ins_topics"): (
         [("topic_name", "VARCHAR", 192), ("db_name", "VARCHAR", 64), ("create_time", "TIMESTAMP", 8),
          ("sql", "VARCHAR", 16384), ("schema", "VARCHAR", 16384), ("meta", "VARCHAR", 4),
