@@ -874,11 +874,11 @@ class Server:
             db, stable, child, schema = self.resolve(db, name, current_db)
             view = _q("v", db, stable)
             from_sql = view if child is None else f"(SELECT * FROM {view} WHERE tbname = '{child}')"
-        rest = _now_arithmetic(match.group("rest") or "", PRECISION_PER_MS[self.database(db)[0]]
+        rest = _now_arithmetic(_sqlite_strings(match.group("rest") or ""), PRECISION_PER_MS[self.database(db)[0]]
                                if db not in _SYSTEM_DATABASES else 1)
         for unsupported in ("INTERVAL", "FILL", "SLIMIT", "SESSION", "STATE_WINDOW", "NOW",
                             "JOIN", "UNION", "_WSTART", "_WEND"):
-            if re.search(rf"\b{unsupported}\b", rest, re.I):
+            if re.search(rf"\b{unsupported}\b", _STRING_LITERAL.sub("''", rest), re.I):
                 raise Unsupported(unsupported)
         rest = re.sub(r"\bPARTITION\s+BY\b", "GROUP BY", rest, flags=re.I)
         items = self._select_items(match.group("items"), schema)
@@ -1013,6 +1013,20 @@ _RAW_UNITS = {"b": lambda per_ms: per_ms // 1_000_000 or 1, "u": lambda per_ms: 
 
 _NOW = re.compile(r"\bNOW\s*\(\s*\)(?:\s*([+-])\s*(\d+)\s*([a-z]))?", re.I)
 _DURATION_MS = {"a": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": DAY_MS, "w": 7 * DAY_MS}
+
+
+_STRING_LITERAL = re.compile(r"'(?:[^'\\]|\\.|'')*'" r'|"(?:[^"\\]|\\.)*"')
+
+
+def _sqlite_strings(rest: str) -> str:
+    """TDengine string literals ('...' or "...", with backslash escapes, tests/contract/
+    test_history_sql.py) as SQLite ones ('...' with quotes doubled, no escapes)."""
+    def convert(match):
+        text = match.group(0)
+        body = text[1:-1].replace(text[0] * 2, text[0])
+        body = re.sub(r"\\(.)", r"\1", body)
+        return "'" + body.replace("'", "''") + "'"
+    return _STRING_LITERAL.sub(convert, rest)
 
 
 def _now_arithmetic(rest: str, per_ms: int) -> str:

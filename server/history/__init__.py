@@ -1,0 +1,1 @@
+"""The history explorer: a Perspective virtual server whose tables are TDengine supertables."""

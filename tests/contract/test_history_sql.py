@@ -1,0 +1,61 @@
+"""What the history explorer's SQL (server/history/sql.py) relies on, on the fake and on a real
+TDengine: a quoted string is one literal whatever it holds, filters select what they say, and
+hostile values change nothing."""
+
+import pytest
+
+from server.history.sql import quote_string, where
+from server.schema import from_describe
+
+from .conftest import now_ms
+
+# Hostile texts short enough for the meters' VARCHAR(24) location tag.
+TAGS = ["x' OR '1'='1", "'; DROP DATABASE x;--", "a\\'b", "\\", "back`tick", 'dou"ble', "ünïcødé ☃",
+        "%_", "it''s", "\\\\'\\"]
+
+
+def meters_with_hostile_tags(td):
+    conn = td.meters()
+    ts = now_ms()
+    values = " ".join(f"{td.db}.d{i} USING {td.db}.meters TAGS ({i}, {quote_string(tag)}) VALUES ({ts}, 1.5, 220, 0.25)"
+                      for i, tag in enumerate(TAGS))
+    conn.execute(f"INSERT INTO {values}")
+    schema = from_describe(td.db, "meters", "ts", "ms", list(conn.query(f"DESCRIBE {td.db}.meters")))
+    return conn, schema, ts
+
+
+def test_quoted_strings_round_trip_and_select_exactly_their_meter(td):
+    conn, schema, _ = meters_with_hostile_tags(td)
+    stored = dict(conn.query(f"SELECT tbname, location FROM {td.db}.meters"))
+    assert stored == {f"d{i}": tag for i, tag in enumerate(TAGS)}
+    for i, tag in enumerate(TAGS):
+        clause = where([["location", "==", tag]], "and", schema)
+        assert [row[0] for row in conn.query(f"SELECT tbname FROM {td.db}.meters{clause}")] == [f"d{i}"], tag
+
+
+@pytest.mark.parametrize("value", ["' OR 1=1 OR location='", "x'); DROP DATABASE {db}; --",
+                                   "\\' OR 1=1 --", "d0' UNION ALL SELECT tbname FROM {db}.meters --"])
+def test_hostile_filter_values_match_nothing_and_change_nothing(td, value):
+    conn, schema, _ = meters_with_hostile_tags(td)
+    value = value.format(db=td.db)
+    for column in ("location", "tbname"):
+        clause = where([[column, "==", value]], "and", schema)
+        assert list(conn.query(f"SELECT tbname FROM {td.db}.meters{clause}")) == []
+        clause = where([[column, "in", [value, "d1"]]], "and", schema)
+        assert len(list(conn.query(f"SELECT tbname FROM {td.db}.meters{clause}"))) == (1 if column == "tbname" else 0)
+    assert list(conn.query(f"SELECT COUNT(*) FROM {td.db}.meters")) == [(len(TAGS),)]
+
+
+def test_filters_on_time_numbers_and_nulls(td):
+    conn, schema, ts = meters_with_hostile_tags(td)
+    conn.execute(f"INSERT INTO {td.db}.d0 VALUES ({ts + 10}, NULL, 230, 0.5)")
+
+    def tables(filters, op="and"):
+        return sorted(row[0] for row in conn.query(f"SELECT tbname FROM {td.db}.meters{where(filters, op, schema)}"))
+
+    assert tables([["ts", ">", ts]]) == ["d0"]
+    assert tables([["ts", ">=", ts], ["ts", "<", ts + 10]]) == sorted(f"d{i}" for i in range(len(TAGS)))
+    assert tables([["current", "is null"]]) == ["d0"]
+    assert tables([["voltage", ">", 225.5]]) == ["d0"]
+    assert tables([["groupid", "==", 3], ["groupid", "==", 4]], "or") == ["d3", "d4"]
+    assert tables([["location", "not in", TAGS[1:]]]) == ["d0", "d0"]
