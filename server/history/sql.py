@@ -29,16 +29,19 @@ class Refused(ValueError):
 
 # Perspective aggregate name -> TDengine function, by Perspective column type. Only functions
 # TDengine computes as Perspective does on the same rows: COUNT(DISTINCT ...) is a syntax error on
-# 3.3.6 and HYPERLOGLOG is approximate, so there is no distinct count. FIRST/LAST go by the
-# timestamp in TDengine, by row order in Perspective.
+# 3.3.6 and HYPERLOGLOG is approximate, so there is no distinct count; "high minus low" is SPREAD;
+# stddev is the population's, computed by views.py from COUNT, SUM and the sum of squares
+# (TDengine's STDDEV is computed in float precision). FIRST/LAST go by the timestamp in TDengine,
+# by row order in Perspective.
 _NUMBER = {"sum": "SUM", "count": "COUNT", "avg": "AVG", "mean": "AVG", "min": "MIN", "max": "MAX",
-           "first": "FIRST", "last": "LAST", "spread": "SPREAD", "stddev": "STDDEV"}
+           "low": "MIN", "high": "MAX", "high minus low": "SPREAD", "first": "FIRST", "last": "LAST",
+           "stddev": "STDDEV"}
 AGGREGATES = {
     "float": _NUMBER,
     "integer": _NUMBER,
     "string": {"count": "COUNT"},
     "boolean": {"count": "COUNT"},
-    "datetime": {"count": "COUNT", "min": "MIN", "max": "MAX"},
+    "datetime": {"count": "COUNT"},
 }
 # What Perspective applies to a grouped column with no aggregate of its own.
 DEFAULT_AGGREGATE = {"float": "sum", "integer": "sum", "string": "count", "boolean": "count",

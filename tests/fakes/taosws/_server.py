@@ -290,6 +290,10 @@ class Server:
         except sqlite3.OperationalError:
             pass  # another process is switching it at this very moment; WAL sticks to the file
         self.db.execute("PRAGMA synchronous = OFF")
+        # TDengine aggregates SQLite lacks: STDDEV is the population's, SPREAD is MAX - MIN
+        # (tests/contract/test_history_sql.py)
+        self.db.create_aggregate("STDDEV", 1, _Stddev)
+        self.db.create_aggregate("SPREAD", 1, _Spread)
         with self.transaction():
             for statement in _META.strip().split(";"):
                 if statement.strip():
@@ -917,9 +921,11 @@ class Server:
             sql = sql[:interval.start()] + sql[interval.end():]
         db, stable, schema, items, from_sql, rest = self.plan_select(sql, current_db)
         if interval:
-            # windows start at whole multiples of the interval since the epoch; empty ones are absent
-            if re.search(r"\bGROUP\s+BY\b", rest, re.I):
-                raise Unsupported("INTERVAL with PARTITION BY")
+            # windows start at whole multiples of the interval since the epoch; empty ones are
+            # absent; with PARTITION BY (read as GROUP BY above), windows of each partition
+            partitioned = re.search(r"\bGROUP\s+BY\b(?P<keys>.*)$", rest, re.I | re.S)
+            if partitioned and re.search(r"\b(ORDER|LIMIT|HAVING)\b", partitioned.group("keys"), re.I):
+                raise Unsupported("PARTITION BY ... ORDER/LIMIT before INTERVAL")
             amount, unit = int(interval.group(1)), interval.group(2).lower()
             per_ms = PRECISION_PER_MS[self.database(db)[0]]
             width = amount * (_RAW_UNITS[unit](per_ms))
@@ -927,7 +933,10 @@ class Server:
             window = f"({ts} - ({ts} % {width}))"
             items = [(re.sub(r"\b_wstart\b", window, expr, flags=re.I), name, kind, length)
                      for expr, name, kind, length in items]
-            rest = f"{rest} GROUP BY {window} ORDER BY {window}"
+            if partitioned:
+                rest = f"{rest}, {window} ORDER BY {partitioned.group('keys')}, {window}"
+            else:
+                rest = f"{rest} GROUP BY {window} ORDER BY {window}"
         wants_last = re.search(r"\b(LAST_ROW|LAST)\s*\(", sql, re.I) is not None
         select_list = ", ".join(expr for expr, *_ in items)
         if wants_last:
@@ -985,6 +994,9 @@ _SYSTEM_TABLES = {
         lambda now: ('(SELECT name, precision AS "precision", 1 AS vgroups, buffer AS "buffer", '
                      f"(keep_ms / {DAY_MS}) || 'd,' || (keep_ms / {DAY_MS}) || 'd,' || (keep_ms / {DAY_MS}) || 'd' "
                      'AS "keep" FROM _db)')),
+    ("information_schema", "ins_stables"): (
+        [("stable_name", "VARCHAR", 192), ("db_name", "VARCHAR", 64)],
+        lambda now: "(SELECT name AS stable_name, db AS db_name FROM _stable)"),
     ("information_schema", "ins_topics"): (
         [("topic_name", "VARCHAR", 192), ("db_name", "VARCHAR", 64), ("create_time", "TIMESTAMP", 8),
          ("sql", "VARCHAR", 16384), ("schema", "VARCHAR", 16384), ("meta", "VARCHAR", 4),
@@ -1092,11 +1104,39 @@ def _expr_type(expr: str, by_name: dict[str, Column]) -> tuple[str | None, int]:
         name, inner = func.group(1).upper(), func.group(2)
         if name == "COUNT":
             return "BIGINT", 8
-        if name in ("AVG", "SUM", "STDDEV"):
+        if name in ("AVG", "SUM", "STDDEV", "SPREAD"):
             return "DOUBLE", 8
         if name in ("MAX", "MIN", "FIRST", "LAST", "LAST_ROW"):
             return _expr_type(inner, by_name)
     return None, 8
+
+
+class _Stddev:
+    def __init__(self):
+        self.values = []
+
+    def step(self, value):
+        if value is not None:
+            self.values.append(float(value))
+
+    def finalize(self):
+        if not self.values:
+            return None
+        mean = sum(self.values) / len(self.values)
+        return (sum((v - mean) ** 2 for v in self.values) / len(self.values)) ** 0.5
+
+
+class _Spread:
+    def __init__(self):
+        self.low = self.high = None
+
+    def step(self, value):
+        if value is not None:
+            self.low = value if self.low is None else min(self.low, value)
+            self.high = value if self.high is None else max(self.high, value)
+
+    def finalize(self):
+        return None if self.low is None else float(self.high - self.low)
 
 
 def _fields(items, rows) -> list[tuple[str, str, int]]:

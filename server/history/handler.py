@@ -1,0 +1,188 @@
+"""The history explorer's Perspective virtual-server handler: each TDengine supertable of the
+database is a read-only table `<supertable>_history`, every view a client makes is computed by
+TDengine (views.py writes the SQL), and only a viewport's rows travel.
+
+A grouped view is computed whole when it is made (bounded by SERVER_HISTORY_MAX_GROUPS) and its
+rows are kept until the view is deleted; a flat view keeps only its row counts per time bucket
+and reads each viewport when asked, newest first from a time bound rather than a deep OFFSET.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from perspective.virtual_servers import VirtualServerHandler
+
+from common.logs import event
+from server.schema import TS_SCALE
+
+from .database import HistoryDatabase, NotReady, TooMany
+from .sql import AGGREGATES, FILTER_OPS, Refused, parse_bucket
+from .views import Limits, Row, View, plan
+
+log = logging.getLogger("server.history")
+
+SUFFIX = "_history"
+# Rows per time bucket of a flat view: hourly counts locate the hour of a row index, then
+# per-minute counts inside that hour, so no OFFSET skips more than one minute's rows.
+HOUR_MS, MINUTE_MS = 3_600_000, 60_000
+
+
+@dataclass
+class FlatIndex:
+    """A flat view's row counts, newest bucket first: [(bucket start ms, rows)]."""
+    hours: list[tuple[int, int]]
+    minutes: dict[int, list[tuple[int, int]]]
+
+    @property
+    def size(self) -> int:
+        return sum(count for _, count in self.hours)
+
+
+class HistoryHandler(VirtualServerHandler):
+    def __init__(self, database: HistoryDatabase, limits: Limits, max_views: int):
+        self.database = database
+        self.limits = limits
+        self.max_views = max_views
+        self.views: dict[str, View] = {}
+        self.trees: dict[str, list[Row]] = {}
+        self.indexes: dict[str, FlatIndex] = {}
+
+    # --- tables ----------------------------------------------------------------------------------
+
+    def get_features(self):
+        return {"group_by": True, "split_by": True, "sort": True, "expressions": True,
+                "group_rollup_mode": ["rollup", "flat", "total"],
+                "filter_ops": dict(FILTER_OPS),
+                "aggregates": {kind: list(names) for kind, names in AGGREGATES.items()}}
+
+    def get_hosted_tables(self):
+        return [stable + SUFFIX for stable in self.database.stables()]
+
+    def _schema(self, table: str):
+        if not table.endswith(SUFFIX):
+            raise Refused(f"no table {table[:80]!r}: the history tables are <supertable>{SUFFIX}")
+        try:
+            return self.database.schema(table[: -len(SUFFIX)])
+        except NotReady as error:
+            raise Refused(f"{table}: {error}") from error
+
+    def table_schema(self, table, config=None):
+        return self._schema(table).perspective_schema()
+
+    def table_size(self, table):
+        schema = self._schema(table)
+        return int(self.database.rows(f"SELECT COUNT(*) FROM `{schema.database}`.`{schema.stable}`")[0][0])
+
+    def table_validate_expression(self, table, expression):
+        parse_bucket(expression, self._schema(table))
+        return "datetime"
+
+    # --- views -----------------------------------------------------------------------------------
+
+    def table_make_view(self, table, view_id, config):
+        if len(self.views) >= self.max_views and view_id not in self.views:
+            raise Refused(f"more than {self.max_views} views on one connection (SERVER_HISTORY_MAX_VIEWS)")
+        began = time.monotonic()
+        view = plan(self._schema(table), config, self.limits)  # DESCRIBE again: served as it is now
+        if view.split_by:
+            try:
+                view.set_split_values(self.database.rows(view.split_values_sql(),
+                                                         cap=self.limits.max_split_columns))
+            except TooMany:
+                raise Refused(f"split_by {view.split_by} has more than {self.limits.max_split_columns:,} "
+                              "values (SERVER_HISTORY_MAX_SPLIT_COLUMNS)") from None
+        if view.grouped:
+            levels = {}
+            for depth in view.levels():
+                try:
+                    levels[depth] = self.database.rows(view.level_sql(depth), cap=view.level_row_cap())
+                except TooMany:
+                    raise view.too_many_groups() from None
+            self.trees[view_id] = view.tree(levels)
+        else:
+            self.indexes[view_id] = FlatIndex(self._counts(view, HOUR_MS), {})
+        self.views[view_id] = view
+        event(log, logging.DEBUG, "history view made", table=table, view=view_id,
+              ms=round((time.monotonic() - began) * 1000, 1), rows=self.view_size(view_id))
+
+    def view_delete(self, view_id):
+        self.views.pop(view_id, None)
+        self.trees.pop(view_id, None)
+        self.indexes.pop(view_id, None)
+
+    def _view(self, view_id) -> View:
+        view = self.views.get(view_id)
+        if view is None:
+            raise Refused(f"no view {str(view_id)[:40]!r} (deleted, or made on another connection)")
+        return view
+
+    def view_schema(self, view_id, config=None):
+        return self._view(view_id).view_schema()
+
+    def view_size(self, view_id):
+        self._view(view_id)
+        if view_id in self.trees:
+            return len(self.trees[view_id])
+        return self.indexes[view_id].size
+
+    def view_get_data(self, view_id, config, schema, viewport, data):
+        view = self._view(view_id)
+        size = self.view_size(view_id)
+        start = max(0, int(viewport.get("start_row") or 0))
+        end = min(size, int(viewport.get("end_row") or size))
+        names = list(view.view_schema())
+        names = names[int(viewport.get("start_col") or 0): viewport.get("end_col") or None]
+        if end <= start:
+            return
+        if end - start > self.limits.max_rows_per_read:
+            raise Refused(f"a viewport of {end - start:,} rows; at most {self.limits.max_rows_per_read:,} "
+                          "(SERVER_HISTORY_MAX_ROWS) at once")
+        types = view.view_schema()
+        if view_id in self.trees:
+            rows = self.trees[view_id][start:end]
+            for index, row in enumerate(rows):
+                grouping_id = row.grouping_id if view.mode != "flat" else None
+                for level, (column, value) in enumerate(zip(view.group_by, row.path)):
+                    data.set_col(view.types[column], f"__ROW_PATH_{level}__", index, value, grouping_id)
+                for name in names:
+                    data.set_col(types[name], name, index, _cell(row.values.get(name)), grouping_id)
+            return
+        for index, record in enumerate(self._flat_rows(view, self.indexes[view_id], start, end)):
+            for name in names:
+                data.set_col(types[name], name, index, _cell(record.get(name)), None)
+
+    def _flat_rows(self, view: View, index: FlatIndex, start: int, end: int) -> list[dict]:
+        if not view.newest_first:
+            return view.flat_rows(self.database.rows(view.page_sql(start, end - start)))
+        # Newest first: walk the counts down to the minute holding row `start`, then read from
+        # that minute's end with an offset of less than a minute's rows.
+        skipped, below = 0, None
+        for hour, count in index.hours:
+            if skipped + count <= start:
+                skipped += count
+                continue
+            if hour not in index.minutes:
+                index.minutes[hour] = self._counts(view, MINUTE_MS, hour, hour + HOUR_MS)
+            below = hour + HOUR_MS
+            for minute, minute_count in index.minutes[hour]:
+                if skipped + minute_count > start:
+                    break
+                skipped += minute_count
+                below = minute
+            break
+        return view.flat_rows(self.database.rows(view.page_sql(start - skipped, end - start, below)))
+
+    def _counts(self, view: View, bucket_ms: int, from_ms=None, below_ms=None) -> list[tuple[int, int]]:
+        """Non-empty buckets, newest first, as (start in epoch ms, rows)."""
+        scale = TS_SCALE[view.schema.precision]
+        rows = self.database.rows(view.counts_sql(bucket_ms, from_ms, below_ms))
+        return sorted(((int(t) // scale, int(n)) for t, n in rows), reverse=True)
+
+
+def _cell(value):
+    if isinstance(value, float) and value != value:
+        return None  # NaN: Perspective shows a missing value
+    return value

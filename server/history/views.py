@@ -1,0 +1,361 @@
+"""One Perspective view over a TDengine supertable, as TDengine SQL and back (pure: no I/O).
+
+`plan(schema, config, limits)` checks a view config against the supertable's DESCRIBE and says
+what to ask TDengine:
+
+- A flat view (no group_by) reads rows: `page_sql(offset, limit, below)` newest first (or in the
+  view's sort order), `counts_sql()` the rows per time bucket, from which the view's size and a
+  time bound for deep scrolls come (an OFFSET reads every row it skips: tdengine-checked.md).
+- A grouped view is computed by TDengine one level at a time (TDengine has no ROLLUP):
+  `level_sql(k)` aggregates by the first k group_by columns (and the split_by columns), a bucket
+  of the time column becoming an INTERVAL window; `tree(levels)` builds Perspective's rows from
+  them: the total, then each group followed by its children, siblings sorted by the view's sort.
+
+Row layout (Perspective's virtual-server convention, as the wheel's polars handler writes it):
+`__ROW_PATH_<i>__` columns hold a row's group values, `grouping_id` has bit i set when level i
+is rolled up (the total row of 2 levels: 0b11; a leaf: 0); a split_by column is named
+`'|'.join(split values + [column])`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from server.schema import TBNAME, TS_SCALE, TableSchema
+
+from .sql import DEFAULT_AGGREGATE, Bucket, Refused, aggregate, identifier, parse_bucket, where
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_groups: int          # rows of a grouped view, all levels together
+    max_split_columns: int   # columns a split_by makes
+    max_rows_per_read: int   # rows one viewport may ask for
+
+
+@dataclass(frozen=True)
+class Row:
+    grouping_id: int
+    path: tuple               # group values, one per group_by (None where rolled up)
+    values: dict              # column name (split columns included) -> value
+
+
+@dataclass
+class View:
+    schema: TableSchema
+    limits: Limits
+    columns: list[str]                     # as the client listed them (no group_by/split_by ones)
+    group_by: list[str]
+    split_by: list[str]
+    sort: list[tuple[str, bool]]           # (column, descending)
+    mode: str                              # rollup | flat | total
+    where: str
+    buckets: dict[str, Bucket]             # expression name -> bucket of the time column
+    aggregates: dict[str, str]             # column -> Perspective aggregate name
+    types: dict[str, str] = field(default_factory=dict)   # every nameable column -> Perspective type
+    split_values: list[tuple] = field(default_factory=list)
+
+    # --- shape -----------------------------------------------------------------------------------
+
+    @property
+    def grouped(self) -> bool:
+        return bool(self.group_by) or self.mode == "total"
+
+    def column_type(self, column: str) -> str:
+        """The Perspective type of a view column: an aggregate's, or the column's own."""
+        kind = self.types[column]
+        if not self.grouped:
+            return kind
+        name = self.aggregates.get(column, DEFAULT_AGGREGATE[kind])
+        if name == "count":
+            return "integer"
+        # TDengine's SUM of an INT is a BIGINT (beyond Perspective's 32-bit integer), AVG, STDDEV
+        # and SPREAD are DOUBLE
+        if name in ("avg", "mean", "stddev", "sum", "high minus low") and kind == "integer":
+            return "float"
+        return kind
+
+    def split_names(self, column: str) -> list[str]:
+        return ["|".join([*(str(v) for v in values), column]) for values in self.split_values]
+
+    def view_schema(self) -> dict[str, str]:
+        """Column name -> Perspective type, split columns spelled out once split_values are known."""
+        if not self.split_by:
+            return {c: self.column_type(c) for c in self.columns}
+        return {name: self.column_type(c) for values in self.split_values for c in self.columns
+                for name in ["|".join([*(str(v) for v in values), c])]}
+
+    # --- flat views ------------------------------------------------------------------------------
+
+    def _select_list(self) -> list[str]:
+        raw = [c for c in dict.fromkeys([*self.columns, *self.split_by]) if c not in self.buckets]
+        if self.buckets and self.schema.time_column not in raw:
+            raw.append(self.schema.time_column)  # bucket values are computed from it
+        return raw
+
+    def _select_sql(self, names: list[str]) -> str:
+        # timestamps as integers in the database's precision, never parsed time text
+        return ", ".join(f"CAST({identifier(name)} AS BIGINT)" if self.types[name] == "datetime" else identifier(name)
+                         for name in names)
+
+    def _order_by(self) -> str:
+        time = self.schema.time_column
+        keys = [f"{identifier(c)} {'DESC' if desc else 'ASC'}" for c, desc in self.sort]
+        if not any(c == time for c, _ in self.sort):
+            keys.append(f"{identifier(time)} DESC")  # newest first, then by meter: a total order
+        keys.append(f"{TBNAME} ASC")
+        return " ORDER BY " + ", ".join(keys)
+
+    @property
+    def newest_first(self) -> bool:
+        """Rows in time order, newest first: a row index can become a time bound."""
+        return not self.sort or self.sort == [(self.schema.time_column, True)]
+
+    def _where_in_time(self, from_ms: int | None, below_ms: int | None) -> str:
+        """The view's WHERE, narrowed to from_ms <= time < below_ms (epoch ms; None: open)."""
+        time, scale = identifier(self.schema.time_column), TS_SCALE[self.schema.precision]
+        bounds = ([f"{time} >= {int(from_ms) * scale}"] if from_ms is not None else []) + \
+                 ([f"{time} < {int(below_ms) * scale}"] if below_ms is not None else [])
+        if not bounds:
+            return self.where
+        extra = " AND ".join(bounds)
+        return f"{self.where} AND ({extra})" if self.where else f" WHERE {extra}"
+
+    def page_sql(self, offset: int, limit: int, below_ms: int | None = None) -> str:
+        """`limit` rows from `offset`, of the rows older than `below_ms` (epoch ms) if given."""
+        if limit > self.limits.max_rows_per_read:
+            raise Refused(f"a read of {limit:,} rows; at most {self.limits.max_rows_per_read:,} "
+                          "(SERVER_HISTORY_MAX_ROWS) at once")
+        return (f"SELECT {self._select_sql(self._select_list())} FROM {self._table()}"
+                f"{self._where_in_time(None, below_ms)}{self._order_by()} LIMIT {int(limit)} OFFSET {int(offset)}")
+
+    def counts_sql(self, bucket_ms: int, from_ms: int | None = None, below_ms: int | None = None) -> str:
+        """(bucket start as a raw integer, rows) for every non-empty bucket of the view's rows
+        (within [from_ms, below_ms) if given)."""
+        return (f"SELECT CAST(_wstart AS BIGINT), COUNT(*) FROM {self._table()}"
+                f"{self._where_in_time(from_ms, below_ms)} INTERVAL({int(bucket_ms)}a)")
+
+    def flat_rows(self, rows) -> list[dict]:
+        """Rows of page_sql as {view column: value} (timestamps as epoch ms, split values
+        spread over their split columns)."""
+        names = self._select_list()
+        scale = TS_SCALE[self.schema.precision]
+        time = self.schema.time_column
+        datetimes = [n for n in names if self.types[n] == "datetime"]
+        out = []
+        for row in rows:
+            record = dict(zip(names, row))
+            for name in datetimes:
+                if record[name] is not None:
+                    record[name] //= scale
+            for name, bucket in self.buckets.items():
+                ts = record.get(time)
+                record[name] = None if ts is None else ts - ts % bucket.ms
+            if self.split_by:
+                key = tuple(record[s] for s in self.split_by)
+                values = {}
+                for split in self.split_values:
+                    for c in self.columns:
+                        values["|".join([*(str(v) for v in split), c])] = record[c] if split == key else None
+                record = values
+            out.append(record)
+        return out
+
+    # --- grouped views ---------------------------------------------------------------------------
+
+    def split_values_sql(self) -> str:
+        names = ", ".join(identifier(s) for s in self.split_by)
+        return (f"SELECT {names}, COUNT(*) FROM {self._table()}{self.where} GROUP BY {names} "
+                f"LIMIT {self.limits.max_split_columns + 1}")
+
+    def set_split_values(self, rows) -> None:
+        values = sorted({tuple(row[:len(self.split_by)]) for row in rows},
+                        key=lambda v: tuple((x is None, x) for x in v))
+        if len(values) * max(1, len(self.columns)) > self.limits.max_split_columns:
+            raise Refused(f"split_by {self.split_by} makes more than {self.limits.max_split_columns:,} columns "
+                          "(SERVER_HISTORY_MAX_SPLIT_COLUMNS): filter it or split by a coarser column")
+        self.split_values = values
+
+    def levels(self) -> list[int]:
+        """The group_by depths TDengine computes: every one for a rollup, the deepest for flat,
+        the total alone for total."""
+        depth = len(self.group_by)
+        return {"rollup": list(range(depth + 1)), "flat": [depth], "total": [0]}[self.mode]
+
+    def level_sql(self, depth: int) -> str:
+        """Aggregates of the columns by the first `depth` group_by columns and the split_by ones:
+        (group values..., split values..., aggregates...) per row."""
+        groups = self.group_by[:depth]
+        bucket = next((self.buckets[g] for g in groups if g in self.buckets), None)
+        keys = [identifier(g) for g in groups if g not in self.buckets] + [identifier(s) for s in self.split_by]
+        selected = [("CAST(_wstart AS BIGINT)" if g in self.buckets else identifier(g)) for g in groups]
+        selected += [identifier(s) for s in self.split_by]
+        selected += [self._aggregate_sql(c) for c in self.columns]
+        for c in self._stddevs():
+            selected += [f"COUNT({identifier(c)})", f"SUM({identifier(c)} * {identifier(c)})"]
+        # GROUP BY a tag lists every subtable's group, also those no row of the WHERE is in
+        # (tests/contract/test_history_oracle.py): the row count tells the empty ones
+        selected.append("COUNT(*)")
+        sql = f"SELECT {', '.join(selected)} FROM {self._table()}{self.where}"
+        if bucket is not None:
+            if keys:
+                sql += f" PARTITION BY {', '.join(keys)}"
+            return f"{sql} {bucket.interval()}"
+        if keys:
+            sql += f" GROUP BY {', '.join(keys)}"
+        return sql
+
+    def _stddevs(self) -> list[str]:
+        """Columns aggregated by stddev. TDengine's STDDEV is computed in float precision (0.003
+        for a single value near 19.4 on 3.3.6) and is 0 for one value where Perspective's is null:
+        so the population stddev is computed here from COUNT, SUM and the SUM of squares, all in
+        double precision, null below two values."""
+        return [c for c in self.columns if c not in self.buckets
+                and self.aggregates.get(c, DEFAULT_AGGREGATE[self.types[c]]) == "stddev"]
+
+    def _aggregate_sql(self, column: str) -> str:
+        kind = self.types[column]
+        name = self.aggregates.get(column, DEFAULT_AGGREGATE[kind])
+        if column in self.buckets:
+            if name != "count":
+                raise Refused(f"a bucket column ({column!r}) is aggregated by count only")
+            return f"COUNT({identifier(self.schema.time_column)})"
+        if name == "stddev":
+            return f"SUM({identifier(column)})"  # with COUNT and the sum of squares (_stddevs)
+        return aggregate(column, kind, name)
+
+    def level_row_cap(self) -> int:
+        """Most result rows one level may have: past it the view is refused (fetch one more)."""
+        return self.limits.max_groups * max(1, len(self.split_values))
+
+    def too_many_groups(self) -> Refused:
+        return Refused(f"the view has more than {self.limits.max_groups:,} groups "
+                       "(SERVER_HISTORY_MAX_GROUPS): filter it or group by coarser columns")
+
+    def tree(self, levels: dict[int, list[tuple]]) -> list[Row]:
+        """Perspective's rows from each level's result rows (level_sql's shape)."""
+        depth, scale = len(self.group_by), TS_SCALE[self.schema.precision]
+        nodes: dict[int, dict[tuple, dict]] = {}
+        for level, rows in levels.items():
+            found = nodes.setdefault(level, {})
+            for row in rows:
+                path = list(row[:level])
+                for i, g in enumerate(self.group_by[:level]):
+                    if g in self.buckets and path[i] is not None:
+                        path[i] //= scale
+                split = tuple(row[level:level + len(self.split_by)])
+                values = list(row[level + len(self.split_by):])
+                if not values.pop():
+                    continue  # a group without rows
+                extras = values[len(self.columns):]
+                moments = {c: (extras[2 * i], extras[2 * i + 1]) for i, c in enumerate(self._stddevs())}
+                values = [_stddev(v, *moments[c]) if c in moments else v
+                          for c, v in zip(self.columns, values[:len(self.columns)])]
+                cells = found.setdefault(tuple(path), {})
+                if self.split_by:
+                    for c, v in zip(self.columns, values):
+                        cells["|".join([*(str(s) for s in split), c])] = v
+                else:
+                    cells.update(zip(self.columns, values))
+        if sum(len(found) for found in nodes.values()) > self.limits.max_groups:
+            raise self.too_many_groups()
+        if self.mode == "flat":
+            # as Perspective lays a flat grouping out: leaves under their parents' group values
+            # (ascending), sorted by the view's sort among siblings
+            leaves = self._sorted([Row(0, path, cells) for path, cells in nodes.get(depth, {}).items()], depth)
+            return sorted(leaves, key=lambda row: tuple((v is None, v) for v in row.path[:depth - 1]))
+        out: list[Row] = []
+
+        def visit(level: int, prefix: tuple) -> None:
+            cells = nodes.get(level, {}).get(prefix, {})
+            grouping_id = sum(1 << i for i in range(level, depth))
+            out.append(Row(grouping_id, prefix + (None,) * (depth - level), cells))
+            if level == depth or self.mode == "total":
+                return
+            children = [Row(0, path, c) for path, c in nodes.get(level + 1, {}).items() if path[:level] == prefix]
+            for child in self._sorted(children, level + 1):
+                visit(level + 1, child.path)
+
+        visit(0, ())
+        return out
+
+    def _sorted(self, rows: list[Row], level: int) -> list[Row]:
+        """Siblings by the view's sort (nulls last), else by their group value, ascending."""
+        def by_path(row: Row):
+            return tuple((v is None, v) for v in row.path[:level])
+
+        rows = sorted(rows, key=by_path)
+        for column, desc in reversed([s for s in self.sort if s[0] in self._sortable()]):
+            present = [r for r in rows if r.values.get(column) is not None]
+            missing = [r for r in rows if r.values.get(column) is None]
+            rows = sorted(present, key=lambda r: r.values[column], reverse=desc) + missing
+        return rows
+
+    def _sortable(self) -> set[str]:
+        return set(self.view_schema()) if self.split_values or not self.split_by else set(self.columns)
+
+    def _table(self) -> str:
+        return f"{identifier(self.schema.database)}.{identifier(self.schema.stable)}"
+
+
+def _stddev(total, count, squares):
+    """The population standard deviation from a column's sum, count and sum of squares; null
+    below two values, as Perspective's."""
+    if total is None or not count or count < 2 or squares is None:
+        return None
+    mean = total / count
+    return max(0.0, squares / count - mean * mean) ** 0.5
+
+
+def plan(schema: TableSchema, config: dict, limits: Limits) -> View:
+    """The View for a client's config, or Refused saying what cannot be pushed down."""
+    types = schema.perspective_schema()
+    buckets = {}
+    for name, expression in (config.get("expressions") or {}).items():
+        if name in types:
+            raise Refused(f"expression name {name!r} hides a column")
+        buckets[name] = parse_bucket(expression, schema)
+        types[name] = "datetime"
+    group_by = list(config.get("group_by") or [])
+    split_by = list(config.get("split_by") or [])
+    for name in group_by + split_by:
+        if name not in types:
+            raise Refused(f"no column {str(name)[:64]!r} to group or split by")
+    if len(set(group_by)) != len(group_by) or len(set(split_by)) != len(split_by):
+        raise Refused("a column appears twice in group_by or split_by")
+    if sum(g in buckets for g in group_by) > 1:
+        raise Refused("one bucket of the time column per view (TDengine has one INTERVAL per query)")
+    for s in split_by:
+        if s in buckets or types[s] not in ("string", "integer"):
+            raise Refused(f"split_by works on string and integer columns, not {s!r} ({types[s]})")
+    columns = [c for c in (config.get("columns") or []) if c is not None]
+    for c in columns:
+        if c not in types:
+            raise Refused(f"no column {str(c)[:64]!r}")
+    mode = config.get("group_rollup_mode") or "rollup"
+    if mode not in ("rollup", "flat", "total"):
+        raise Refused(f"group_rollup_mode {str(mode)[:20]!r}")
+    if split_by and not group_by and mode != "total":
+        if any(c in buckets for c in columns):
+            raise Refused("bucket columns in a split_by view without group_by")
+    sort = []
+    for item in config.get("sort") or []:
+        if not isinstance(item, (list, tuple)) or len(item) != 2 or item[1] not in ("asc", "desc"):
+            raise Refused(f"a sort is [column, 'asc' or 'desc'], not {str(item)[:60]}")
+        if item[0] not in types and not (split_by and "|" in str(item[0])):
+            raise Refused(f"no column {str(item[0])[:64]!r} to sort by")
+        if not group_by and mode != "total" and item[0] in buckets:
+            raise Refused(f"sort by a bucket column ({item[0]!r}) in a flat view: sort by "
+                          f"{schema.time_column!r} instead")
+        sort.append((item[0], item[1] == "desc"))
+    aggregates = dict(config.get("aggregates") or {})
+    for column, name in aggregates.items():
+        if column not in types:
+            raise Refused(f"no column {str(column)[:64]!r} to aggregate")
+    view = View(schema, limits, columns, group_by, split_by, sort, mode,
+                where(config.get("filter") or [], config.get("filter_op") or "and", schema),
+                buckets, aggregates, types)
+    if view.grouped:
+        for c in columns:
+            view._aggregate_sql(c)  # refuses an aggregate TDengine does not compute exactly
+    return view
