@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from common.settings import Env, SettingsError
 from common.tdengine import TDengineSettings
 
+from .history.views import Limits
+
 # The single source of every server default; .env.example and compose.yaml repeat these values
 # and tests/unit/test_config_agreement.py checks that they agree.
 DEFAULTS = {
@@ -40,6 +42,10 @@ DEFAULTS = {
     "SERVER_INSTANCE": "",
     "SERVER_ALLOWED_ORIGINS": "",
     "SERVER_LOG_LEVEL": "INFO",
+    "SERVER_HISTORY_MAX_GROUPS": "100000",
+    "SERVER_HISTORY_MAX_SPLIT_COLUMNS": "500",
+    "SERVER_HISTORY_MAX_ROWS": "100000",
+    "SERVER_HISTORY_MAX_VIEWS": "100",
 }
 MODES = ("subscribe", "poll")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
@@ -78,6 +84,8 @@ class ServerSettings:
     instance: str           # names this instance's consumer group: replicas each see every row
     allowed_origins: tuple[str, ...]  # browser origins besides the page's own that may open /websocket
     log_level: str
+    history_limits: Limits  # the history explorer's caps (server/history/views.py)
+    history_max_views: int  # views one history connection may hold at once
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "ServerSettings":
@@ -139,6 +147,15 @@ class ServerSettings:
             instance=_INSTANCE.sub("_", instance)[:48],
             allowed_origins=_origins(env),
             log_level=env.log_level("SERVER_LOG_LEVEL", d["SERVER_LOG_LEVEL"]),
+            history_limits=Limits(
+                max_groups=env.integer("SERVER_HISTORY_MAX_GROUPS", int(d["SERVER_HISTORY_MAX_GROUPS"]),
+                                       minimum=1, maximum=10_000_000),
+                max_split_columns=env.integer("SERVER_HISTORY_MAX_SPLIT_COLUMNS",
+                                              int(d["SERVER_HISTORY_MAX_SPLIT_COLUMNS"]), minimum=1, maximum=100_000),
+                max_rows_per_read=env.integer("SERVER_HISTORY_MAX_ROWS", int(d["SERVER_HISTORY_MAX_ROWS"]),
+                                              minimum=1, maximum=10_000_000)),
+            history_max_views=env.integer("SERVER_HISTORY_MAX_VIEWS", int(d["SERVER_HISTORY_MAX_VIEWS"]),
+                                          minimum=1, maximum=100_000),
         )
         if settings.poll_overlap_s > settings.max_lateness_s:
             # re-read rows must still be remembered by the deduplicator, or they would count as late
