@@ -19,7 +19,7 @@ from common.logs import event
 from server.schema import TS_SCALE
 
 from .database import HistoryDatabase, NotReady, TooMany
-from .sql import AGGREGATES, FILTER_OPS, Refused, parse_bucket
+from .sql import AGGREGATES, FILTER_OPS, Refused, identifier, parse_bucket
 from .views import Limits, Row, View, plan
 
 log = logging.getLogger("server.history")
@@ -74,7 +74,7 @@ class HistoryHandler(VirtualServerHandler):
 
     def table_size(self, table):
         schema = self._schema(table)
-        return int(self.database.rows(f"SELECT COUNT(*) FROM `{schema.database}`.`{schema.stable}`")[0][0])
+        return int(self.database.rows(f"SELECT COUNT(*) FROM {identifier(schema.database)}.{identifier(schema.stable)}")[0][0])
 
     def table_validate_expression(self, table, expression):
         parse_bucket(expression, self._schema(table))

@@ -169,7 +169,8 @@ class View:
                 f"LIMIT {self.limits.max_split_columns + 1}")
 
     def set_split_values(self, rows) -> None:
-        values = sorted({tuple(row[:len(self.split_by)]) for row in rows},
+        # a GROUP BY on tags also lists groups no row of the WHERE is in (level_sql): skip them
+        values = sorted({tuple(row[:len(self.split_by)]) for row in rows if row[-1]},
                         key=lambda v: tuple((x is None, x) for x in v))
         if len(values) * max(1, len(self.columns)) > self.limits.max_split_columns:
             raise Refused(f"split_by {self.split_by} makes more than {self.limits.max_split_columns:,} columns "

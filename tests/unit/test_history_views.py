@@ -81,3 +81,9 @@ def test_flat_views_read_newest_first_below_a_time_bound():
 def test_configs_that_cannot_be_pushed_down_are_refused(config):
     with pytest.raises(Refused):
         plan(METERS, config, LIMITS)
+
+
+def test_split_values_without_rows_are_not_columns():
+    view = plan(METERS, dict(columns=["current"], group_by=["tbname"], split_by=["location"]), LIMITS)
+    view.set_split_values([("a", 3), ("b", 0)])   # GROUP BY on a tag lists "b" with no row
+    assert list(view.view_schema()) == ["a|current"]
