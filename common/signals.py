@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
+import signal
 import threading
 from collections.abc import Callable
+
+_PR_SET_PDEATHSIG = 1
 
 
 def stop_on_signal(stop: threading.Event) -> Callable:
@@ -18,3 +22,13 @@ def stop_on_signal(stop: threading.Event) -> Callable:
         if not stop.is_set():  # reads a flag, takes no lock
             threading.Thread(target=stop.set, name="stop", daemon=True).start()
     return handler
+
+
+def die_with_parent(signum: int = signal.SIGTERM) -> None:
+    """Ask Linux to send `signum` to this process when its parent dies, so no child process is
+    left orphaned (at work, or holding a database connection). Elsewhere this does nothing: each
+    caller also checks its parent's pid."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signum)
+    except (OSError, AttributeError):
+        pass

@@ -19,7 +19,6 @@ healthy meanwhile: its heartbeat file is removed and its status file says it die
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import multiprocessing
 import os
@@ -31,7 +30,7 @@ from dataclasses import dataclass, field
 from common import logs
 from common.backoff import Backoff
 from common.logs import event
-from common.signals import stop_on_signal
+from common.signals import die_with_parent, stop_on_signal
 
 from . import healthcheck
 from .settings import ProducerSettings
@@ -41,7 +40,6 @@ log = logging.getLogger("producer")
 WATCH_EVERY_S = 0.2     # how often the main process looks at its writers
 STOP_TIMEOUT_S = 5.0    # a writer gets this long to stop after SIGTERM, then it is killed
 STABLE_AFTER_S = 60.0   # a writer that lived this long starts its restart backoff afresh
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -134,10 +132,7 @@ class Writers:
 
 def _die_with_parent(parent_pid: int, stop: threading.Event) -> None:
     """Stop this writer when the main process dies, so no writer is left orphaned and writing."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass  # not Linux: the parent-pid check below still ends the writer
+    die_with_parent()  # Linux; the parent-pid check below covers other systems
 
     def watch() -> None:
         while not stop.wait(1.0):

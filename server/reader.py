@@ -12,7 +12,6 @@ backfills from the watermark.
 
 from __future__ import annotations
 
-import ctypes
 import datetime as dt
 import logging
 import os
@@ -27,7 +26,7 @@ import numpy as np
 from common import logs
 from common.backoff import Backoff
 from common.logs import event
-from common.signals import stop_on_signal
+from common.signals import die_with_parent, stop_on_signal
 
 from . import batches
 from .aggregates import Aggregates, TooManyGroups
@@ -564,20 +563,9 @@ class Reader:
 
 # --- process entry ----------------------------------------------------------------------------------
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM this process when the parent dies, so no reader is orphaned."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass  # not Linux: the parent-pid check in `send` still ends the reader
-
-
 def main(settings: ServerSettings, conn, parent_pid: int) -> None:
     """Entry point of the reader process (multiprocessing, spawn)."""
-    _die_with_parent()
+    die_with_parent()  # the parent-pid check in `send` covers other systems
     logs.setup(settings.log_level)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, stop_on_signal(stop))
