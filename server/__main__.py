@@ -23,6 +23,7 @@ async def serve(settings: ServerSettings) -> bool:
     from .app import make_app
     from .engine import Engine
     from .health import Health
+    from .history.pool import HistoryPool
     from .supervisor import ReaderSupervisor
     from .tables import Tables
 
@@ -36,10 +37,15 @@ async def serve(settings: ServerSettings) -> bool:
               asked_s=settings.window_asked_s, rows_max=settings.window_rows, meters=settings.meters,
               interval_ms=settings.interval_ms)
     supervisor = ReaderSupervisor(settings, tables, health)
-    app = make_app(engine, health, supervisor, tables, settings.allowed_origins)
+    history = None
+    if settings.history.workers:
+        history = HistoryPool(settings.history, settings.tdengine, settings.log_level, settings.retry_max_s)
+        history.start()
+    app = make_app(engine, health, supervisor, tables, settings.allowed_origins, history)
     http = app.listen(settings.port)
     event(log, logging.INFO, "serving", port=settings.port, table=settings.table,
           latest_table=settings.latest_table, window_s=settings.window_s, limit=settings.limit,
+          history_workers=settings.history.workers,
           database=settings.tdengine.redacted())
     supervisor.start()
     stop = asyncio.Event()
@@ -50,6 +56,8 @@ async def serve(settings: ServerSettings) -> bool:
     event(log, logging.INFO, "stopping")
     http.stop()
     supervisor.stop()
+    if history is not None:
+        history.stop()
     finished = engine.stop(wait_s=ENGINE_STOP_WAIT_S)
     if not finished:
         event(log, logging.WARNING, "a Perspective call still running at exit", waited_s=ENGINE_STOP_WAIT_S)

@@ -1,4 +1,5 @@
-"""The Tornado application: /websocket (Perspective), /livez and /healthz."""
+"""The Tornado application: /websocket (Perspective), /history (the history explorer), /livez and
+/healthz."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from common.logs import event
 
 from . import readonly
 from .engine import Engine
+from .history.pool import HistoryPool
 from .health import Health
 from .supervisor import ReaderSupervisor
 from .tables import Tables
@@ -57,15 +59,11 @@ def _consume_closed(written: asyncio.Future) -> None:
         event(log, logging.WARNING, "WebSocket write failed", error=written.exception())
 
 
-class PerspectiveSocket(tornado.websocket.WebSocketHandler):
-    """Perspective over a WebSocket, read-only (server/readonly.py). Each client's session lives on
-    the engine thread (server/engine.py): it is opened, fed and closed there, in order."""
+class BrowserSocket(tornado.websocket.WebSocketHandler):
+    """A WebSocket a browser may open only from the page's origin (origin_allowed)."""
 
-    def initialize(self, engine: Engine, clients: Clients, allowed_origins: tuple[str, ...]):
-        self.engine = engine
-        self.clients = clients
-        self.allowed_origins = allowed_origins
-        self.session = None  # a Future of the Perspective session, resolved on the engine thread
+    clients: Clients
+    allowed_origins: tuple[str, ...]
 
     def check_origin(self, origin: str) -> bool:
         """Tornado answers 403 when this is False; it is asked only when the client sent an Origin."""
@@ -81,22 +79,45 @@ class PerspectiveSocket(tornado.websocket.WebSocketHandler):
                   refused=clients.foreign)
         return False
 
+    def write_frame(self, message: bytes) -> None:
+        """Write one binary frame (IOLoop thread)."""
+        try:
+            written = self.write_message(message, binary=True)
+        except tornado.websocket.WebSocketClosedError:
+            self.close()
+            return
+        # a client that goes away mid-write fails the write later: consumed here, or asyncio
+        # logs "Task exception was never retrieved" for every reply still queued to it
+        written.add_done_callback(_consume_closed)
+
+    def log_exception(self, typ, value, tb) -> None:
+        if typ is asyncio.CancelledError:
+            return  # a request cut short by the server stopping: nothing went wrong
+        super().log_exception(typ, value, tb)
+
+    def _reject_client(self, why: str) -> None:
+        """Close only this client; the others are unaffected."""
+        self.clients.malformed += 1
+        event(log, logging.WARNING, "malformed frame, closing client", reason=why, client=self.request.remote_ip)
+        self.close(1002, "malformed Perspective request")
+
+
+class PerspectiveSocket(BrowserSocket):
+    """Perspective over a WebSocket, read-only (server/readonly.py). Each client's session lives on
+    the engine thread (server/engine.py): it is opened, fed and closed there, in order."""
+
+    def initialize(self, engine: Engine, clients: Clients, allowed_origins: tuple[str, ...]):
+        self.engine = engine
+        self.clients = clients
+        self.allowed_origins = allowed_origins
+        self.session = None  # a Future of the Perspective session, resolved on the engine thread
+
     def open(self):
         loop = tornado.ioloop.IOLoop.current()
 
-        def write(message: bytes) -> None:
-            try:
-                written = self.write_message(message, binary=True)
-            except tornado.websocket.WebSocketClosedError:
-                self.close()
-                return
-            # a client that goes away mid-write fails the write later: consumed here, or asyncio
-            # logs "Task exception was never retrieved" for every reply still queued to it
-            written.add_done_callback(_consume_closed)
-
         def send(message: bytes) -> None:  # called on the engine thread; the socket is the IOLoop's
             try:
-                loop.add_callback(write, message)
+                loop.add_callback(self.write_frame, message)
             except RuntimeError:  # the loop is closed: the server is stopping
                 pass
 
@@ -130,16 +151,43 @@ class PerspectiveSocket(tornado.websocket.WebSocketHandler):
         await asyncio.wrap_future(self.engine.submit(lambda: session.result().handle_request(message)))
         return None
 
-    def log_exception(self, typ, value, tb) -> None:
-        if typ is asyncio.CancelledError:
-            return  # a request cut short by the server stopping: nothing went wrong
-        super().log_exception(typ, value, tb)
 
-    def _reject_client(self, why: str) -> None:
-        """Close only this client; the others are unaffected."""
-        self.clients.malformed += 1
-        event(log, logging.WARNING, "malformed frame, closing client", reason=why, client=self.request.remote_ip)
-        self.close(1002, "malformed Perspective request")
+class HistorySocket(BrowserSocket):
+    """The history explorer (server/history): its Perspective requests are moved to a worker
+    process (pool.py); this process never runs one of its queries."""
+
+    MAX_FRAME = 1024 * 1024  # requests are small: a view's config, a viewport
+
+    def initialize(self, pool: HistoryPool, clients: Clients, allowed_origins: tuple[str, ...]):
+        self.pool = pool
+        self.clients = clients
+        self.allowed_origins = allowed_origins
+        self.session = None
+
+    @property
+    def max_message_size(self) -> int:
+        return self.MAX_FRAME
+
+    def open(self):
+        self.set_nodelay(True)
+        self.session = self.pool.open(self.write_frame, self.close)
+        if self.session is None:
+            self.close(1013, "no history worker is running: try again shortly")
+
+    def on_close(self):
+        if self.session is not None:
+            self.pool.close(self.session)
+
+    async def on_message(self, message):
+        if not isinstance(message, bytes):
+            return self._reject_client("text frame")
+        if self.session is None:
+            return None
+        try:
+            await self.pool.request(self.session, message)
+        except readonly.Malformed as error:
+            self._reject_client(str(error))
+        return None
 
 
 class Livez(tornado.web.RequestHandler):
@@ -151,8 +199,10 @@ class Livez(tornado.web.RequestHandler):
 
 
 class Healthz(tornado.web.RequestHandler):
-    def initialize(self, health: Health, supervisor: ReaderSupervisor, tables: Tables, clients: Clients):
+    def initialize(self, health: Health, supervisor: ReaderSupervisor, tables: Tables, clients: Clients,
+                   history: HistoryPool | None):
         self.health, self.supervisor, self.tables, self.clients = health, supervisor, tables, clients
+        self.history = history
 
     def get(self):
         rows = self.tables.size()
@@ -160,6 +210,8 @@ class Healthz(tornado.web.RequestHandler):
             status, body = self.health.snapshot(time.time(), self.clients.count, rows, self.tables.engine.pending())
         body.update(refused_requests=self.clients.refused, malformed_frames=self.clients.malformed,
                     refused_origins=self.clients.foreign)
+        if self.history is not None:
+            body["history"] = self.history.snapshot()
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
@@ -177,10 +229,15 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
 
 
 def make_app(engine: Engine, health: Health, supervisor: ReaderSupervisor, tables: Tables,
-             allowed_origins: tuple[str, ...] = ()) -> tornado.web.Application:
+             allowed_origins: tuple[str, ...] = (), history: HistoryPool | None = None) -> tornado.web.Application:
     clients = Clients()
-    return tornado.web.Application([
+    routes = [
         (r"/websocket", PerspectiveSocket, {"engine": engine, "clients": clients, "allowed_origins": allowed_origins}),
         (r"/livez", Livez),
-        (r"/healthz", Healthz, {"health": health, "supervisor": supervisor, "tables": tables, "clients": clients}),
-    ], websocket_max_message_size=64 * 1024 * 1024, log_function=log_request)
+        (r"/healthz", Healthz, {"health": health, "supervisor": supervisor, "tables": tables, "clients": clients,
+                                "history": history}),
+    ]
+    if history is not None:
+        routes.append((r"/history", HistorySocket, {"pool": history, "clients": clients,
+                                                    "allowed_origins": allowed_origins}))
+    return tornado.web.Application(routes, websocket_max_message_size=64 * 1024 * 1024, log_function=log_request)

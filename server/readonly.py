@@ -43,9 +43,9 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
             return value, pos
 
 
-def parse_request(frame: bytes) -> tuple[int, str, int]:
-    """(msg_id, entity_id, request field number) of one client frame."""
-    msg_id, entity, kind, pos = 0, "", None, 0
+def _fields(frame: bytes):
+    """(field number, varint value or length-delimited bytes) of one protobuf message."""
+    pos = 0
     while pos < len(frame):
         tag, pos = _varint(frame, pos)
         number, wire = tag >> 3, tag & 7
@@ -53,16 +53,25 @@ def parse_request(frame: bytes) -> tuple[int, str, int]:
             raise Malformed("field number 0")
         if wire == 0:
             value, pos = _varint(frame, pos)
-            if number == 1:
-                msg_id = value
+            yield number, value
             continue
         if wire != 2:
             raise Malformed(f"unexpected wire type {wire}")
         length, pos = _varint(frame, pos)
         if pos + length > len(frame):
             raise Malformed("truncated field")
-        body = frame[pos:pos + length]
+        yield number, frame[pos:pos + length]
         pos += length
+
+
+def parse_request(frame: bytes) -> tuple[int, str, int]:
+    """(msg_id, entity_id, request field number) of one client frame."""
+    msg_id, entity, kind = 0, "", None
+    for number, body in _fields(frame):
+        if isinstance(body, int):
+            if number == 1:
+                msg_id = body
+            continue
         if number == 2:
             try:
                 entity = body.decode()
@@ -75,6 +84,20 @@ def parse_request(frame: bytes) -> tuple[int, str, int]:
     if kind is None:
         raise Malformed("no request")
     return msg_id, entity, kind
+
+
+def made_view_id(frame: bytes) -> str:
+    """The id of the view a `table_make_view` frame makes: its TableMakeViewReq's field 1 (the
+    4.3.0 client picks it; later requests on the view carry it as their entity_id)."""
+    for number, body in _fields(frame):
+        if number == 6 and isinstance(body, bytes):
+            for inner, value in _fields(body):
+                if inner == 1 and isinstance(value, bytes):
+                    try:
+                        return value.decode()
+                    except UnicodeDecodeError:
+                        raise Malformed("view id is not UTF-8") from None
+    return ""
 
 
 def request_name(kind: int) -> str:

@@ -42,6 +42,8 @@ DEFAULTS = {
     "SERVER_INSTANCE": "",
     "SERVER_ALLOWED_ORIGINS": "",
     "SERVER_LOG_LEVEL": "INFO",
+    "SERVER_HISTORY_WORKERS": "2",
+    "SERVER_HISTORY_TIMEOUT": "30s",
     "SERVER_HISTORY_MAX_GROUPS": "100000",
     "SERVER_HISTORY_MAX_SPLIT_COLUMNS": "500",
     "SERVER_HISTORY_MAX_ROWS": "100000",
@@ -52,6 +54,33 @@ _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _INSTANCE = re.compile(r"[^A-Za-z0-9_]")
 LIMIT_HEADROOM = 1.1  # room for meters that report slightly faster than the nominal interval
 MAX_ROWS = 500_000_000
+
+
+@dataclass(frozen=True)
+class HistorySettings:
+    """The history explorer's (server/history): what the `/history` worker processes need."""
+    workers: int            # processes hosting /history sessions (0: no /history)
+    timeout_s: float        # a TDengine query running longer is stopped by ending its process
+    limits: Limits          # caps on groups, split columns and rows per read (views.py)
+    max_views: int          # views one /history connection may hold at once
+
+    @classmethod
+    def from_env(cls, env: Env) -> "HistorySettings":
+        d = DEFAULTS
+        return cls(
+            workers=env.integer("SERVER_HISTORY_WORKERS", int(d["SERVER_HISTORY_WORKERS"]), minimum=0, maximum=64),
+            timeout_s=env.duration("SERVER_HISTORY_TIMEOUT", d["SERVER_HISTORY_TIMEOUT"], minimum_s=0.1,
+                                   maximum_s=3600),
+            limits=Limits(
+                max_groups=env.integer("SERVER_HISTORY_MAX_GROUPS", int(d["SERVER_HISTORY_MAX_GROUPS"]),
+                                       minimum=1, maximum=10_000_000),
+                max_split_columns=env.integer("SERVER_HISTORY_MAX_SPLIT_COLUMNS",
+                                              int(d["SERVER_HISTORY_MAX_SPLIT_COLUMNS"]), minimum=1, maximum=100_000),
+                max_rows_per_read=env.integer("SERVER_HISTORY_MAX_ROWS", int(d["SERVER_HISTORY_MAX_ROWS"]),
+                                              minimum=1, maximum=10_000_000)),
+            max_views=env.integer("SERVER_HISTORY_MAX_VIEWS", int(d["SERVER_HISTORY_MAX_VIEWS"]),
+                                  minimum=1, maximum=100_000),
+        )
 
 
 @dataclass(frozen=True)
@@ -84,8 +113,7 @@ class ServerSettings:
     instance: str           # names this instance's consumer group: replicas each see every row
     allowed_origins: tuple[str, ...]  # browser origins besides the page's own that may open /websocket
     log_level: str
-    history_limits: Limits  # the history explorer's caps (server/history/views.py)
-    history_max_views: int  # views one history connection may hold at once
+    history: HistorySettings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "ServerSettings":
@@ -147,15 +175,7 @@ class ServerSettings:
             instance=_INSTANCE.sub("_", instance)[:48],
             allowed_origins=_origins(env),
             log_level=env.log_level("SERVER_LOG_LEVEL", d["SERVER_LOG_LEVEL"]),
-            history_limits=Limits(
-                max_groups=env.integer("SERVER_HISTORY_MAX_GROUPS", int(d["SERVER_HISTORY_MAX_GROUPS"]),
-                                       minimum=1, maximum=10_000_000),
-                max_split_columns=env.integer("SERVER_HISTORY_MAX_SPLIT_COLUMNS",
-                                              int(d["SERVER_HISTORY_MAX_SPLIT_COLUMNS"]), minimum=1, maximum=100_000),
-                max_rows_per_read=env.integer("SERVER_HISTORY_MAX_ROWS", int(d["SERVER_HISTORY_MAX_ROWS"]),
-                                              minimum=1, maximum=10_000_000)),
-            history_max_views=env.integer("SERVER_HISTORY_MAX_VIEWS", int(d["SERVER_HISTORY_MAX_VIEWS"]),
-                                          minimum=1, maximum=100_000),
+            history=HistorySettings.from_env(env),
         )
         if settings.poll_overlap_s > settings.max_lateness_s:
             # re-read rows must still be remembered by the deduplicator, or they would count as late

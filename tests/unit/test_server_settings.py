@@ -37,6 +37,8 @@ def test_the_window_is_shortened_to_whole_seconds_that_fit_the_row_budget():
     ("TDENGINE_URL", "ws://tdengine"), ("SERVER_WINDOW_ROWS", "0"), ("SERVER_WINDOW_ROWS", "many"),
     ("SERVER_HISTORY_MAX_GROUPS", "0"), ("SERVER_HISTORY_MAX_SPLIT_COLUMNS", "lots"),
     ("SERVER_HISTORY_MAX_ROWS", "-5"), ("SERVER_HISTORY_MAX_VIEWS", "1.5"),
+    ("SERVER_HISTORY_WORKERS", "-1"), ("SERVER_HISTORY_WORKERS", "65"), ("SERVER_HISTORY_TIMEOUT", "0"),
+    ("SERVER_HISTORY_TIMEOUT", "soon"),
 ])
 def test_bad_values_name_the_variable(name, value):
     with pytest.raises(SettingsError, match=rf"^{name}: expected"):

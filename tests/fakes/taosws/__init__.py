@@ -318,6 +318,11 @@ class Connection:
 
     def _run(self, sql: str, error_class):
         server = self._request(error_class)
+        slow = server.control("slow_sql")  # cue (control.py slow_queries): "<seconds>|<text>"
+        if slow:
+            seconds, text = slow.split("|", 1)
+            if text in sql:
+                _hold_gil(float(seconds))
         try:
             return server.execute(sql, self._dsn.database)
         except SqlError as error:

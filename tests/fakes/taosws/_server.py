@@ -265,7 +265,8 @@ CREATE TABLE IF NOT EXISTS _consumer (id INTEGER PRIMARY KEY AUTOINCREMENT, grp 
 CREATE TABLE IF NOT EXISTS _ctl (k TEXT PRIMARY KEY, v TEXT);
 """
 CONTROL_DEFAULTS = {"epoch": "0", "epoch_ms": "0", "refuse": "0", "latency_s": "0", "root_password": "taosdata",
-                    "assignment_delay_s": "0", "tmq_blind": "0", "session_timeout_s": "10"}
+                    "assignment_delay_s": "0", "tmq_blind": "0", "session_timeout_s": "10",
+                    "slow_sql": ""}
 SERVER_VERSION = "3.3.6.13"
 
 

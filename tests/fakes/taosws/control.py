@@ -40,6 +40,11 @@ class FakeTDengine:
         """Each request blocks this long, holding the GIL (like the real client)."""
         self._set("latency_s", seconds)
 
+    def slow_queries(self, containing: str, seconds: float) -> None:
+        """Each query whose SQL contains `containing` blocks `seconds` first, holding the GIL, as
+        a long TDengine query does; an empty `containing` ends it."""
+        self._set("slow_sql", f"{seconds}|{containing}" if containing else "")
+
     def set_root_password(self, password: str) -> None:
         self._set("root_password", password)
 
