@@ -135,3 +135,68 @@ export function gridLayout(table) {
         viewers: { grid: { table, title: table, plugin: "Datagrid", theme: THEME, plugin_config: { edit_mode: "READ_ONLY" } } },
     };
 }
+
+// --- the History view: the whole database, computed by TDengine (server/history) ----------------
+
+export const HISTORY = "meters_history";
+export const HOUR = "ts (1 h)";
+export const HOUR_EXPRESSION = `bucket("ts", '1h')`;
+
+/**
+ * What the live window cannot show: per-location means in hourly buckets over everything the
+ * database keeps (7 days by default), the hours pivoted by location, and the meters of each
+ * location with the lowest voltage they ever reported first. Each view is one query per level
+ * in TDengine; only the rows on screen travel.
+ */
+export function historyLayout() {
+    const hourly = { expressions: { [HOUR]: HOUR_EXPRESSION }, group_by: [HOUR], split_by: ["location"] };
+    return {
+        sizes: [1],
+        detail: {
+            main: {
+                type: "split-area",
+                orientation: "vertical",
+                sizes: [0.5, 0.5],
+                children: [
+                    {
+                        type: "split-area",
+                        orientation: "horizontal",
+                        sizes: [0.5, 0.5],
+                        children: [
+                            { type: "tab-area", widgets: ["history-voltage"], currentIndex: 0 },
+                            { type: "tab-area", widgets: ["history-current"], currentIndex: 0 },
+                        ],
+                    },
+                    {
+                        type: "split-area",
+                        orientation: "horizontal",
+                        sizes: [0.6, 0.4],
+                        children: [
+                            { type: "tab-area", widgets: ["history-hours"], currentIndex: 0 },
+                            { type: "tab-area", widgets: ["history-meters"], currentIndex: 0 },
+                        ],
+                    },
+                ],
+            },
+        },
+        viewers: {
+            "history-voltage": {
+                table: HISTORY, title: "Voltage by location, hourly", plugin: "Y Line", theme: THEME,
+                ...hourly, columns: ["voltage"], aggregates: { voltage: "mean" },
+            },
+            "history-current": {
+                table: HISTORY, title: "Current by location, hourly", plugin: "Y Line", theme: THEME,
+                ...hourly, columns: ["current"], aggregates: { current: "mean" },
+            },
+            "history-hours": {
+                table: HISTORY, title: "Hours by location (mean voltage)", plugin: "Datagrid", theme: THEME,
+                ...hourly, columns: ["voltage"], aggregates: { voltage: "mean" },
+            },
+            "history-meters": {
+                table: HISTORY, title: "Meters by location, lowest voltage first", plugin: "Datagrid", theme: THEME,
+                group_by: ["location", "tbname"], columns: ["voltage", "current"],
+                aggregates: { voltage: "min", current: "max" }, sort: [["voltage", "asc"]],
+            },
+        },
+    };
+}

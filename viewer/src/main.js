@@ -10,6 +10,7 @@ import "@perspective-dev/viewer/dist/css/themes.css";
 import "@perspective-dev/workspace/dist/css/pro.css";
 import "./style.css";
 
+import { History } from "./history.js";
 import { LATEST, METERS, fitsMeters, gridLayout, metersLayout, upgradeLayout } from "./layout.js";
 
 // v2: the default views read the server's aggregates. A layout saved before (views over the raw
@@ -23,9 +24,11 @@ const statusEl = document.getElementById("dashboard-status");
 const metricsEl = document.getElementById("dashboard-metrics");
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const state = {
-    socket: "connecting", connectedOnce: false, health: null, generation: 0, client: null,
+    socket: "connecting", connectedOnce: false, tab: "live", health: null, generation: 0, client: null,
     defaultLayout: null, layout: null, workspace: document.getElementById("workspace"),
 };
+const history = new History(document.getElementById("history-container"), document.getElementById("history-message"));
+state.history = history;
 window.dashboard = state; // for debugging and the browser tests; the server is read-only anyway
 
 function websocketUrl() {
@@ -103,6 +106,10 @@ async function saveLayout(workspace) {
 }
 
 document.getElementById("reset-layout").addEventListener("click", async () => {
+    if (state.tab === "history") {
+        await history.resetLayout();
+        return;
+    }
     localStorage.removeItem(STORAGE_KEY);
     if (state.defaultLayout) {
         state.layout = state.defaultLayout;
@@ -110,10 +117,26 @@ document.getElementById("reset-layout").addEventListener("click", async () => {
     }
 });
 
+// --- tabs: the live window, or the whole history ------------------------------------------------
+
+function showTab(tab) {
+    state.tab = tab;
+    const live = tab === "live";
+    document.getElementById("tab-live").setAttribute("aria-selected", String(live));
+    document.getElementById("tab-history").setAttribute("aria-selected", String(!live));
+    state.workspace.hidden = !live;
+    document.getElementById("history").hidden = live;
+    if (!live) history.show();
+    window.dispatchEvent(new Event("resize"));  // a workspace shown again lays itself out anew
+}
+document.getElementById("tab-live").addEventListener("click", () => showTab("live"));
+document.getElementById("tab-history").addEventListener("click", () => showTab("history"));
+
 /** A new workspace element per connection: the old one's views died with the old socket. */
 function freshWorkspace() {
     const workspace = document.createElement("perspective-workspace");
     workspace.id = "workspace";
+    workspace.hidden = state.tab === "history";
     state.workspace.replaceWith(workspace);
     state.workspace = workspace;
     workspace.addEventListener("workspace-layout-update", () => saveLayout(workspace));
