@@ -121,7 +121,7 @@ def bench_database(settings: TDengineSettings, meters: int, repeats: int) -> dic
     own = TDengineSettings(settings.url, settings.user, settings.password, database)
     conn = taosws.connect(own.dsn(with_database=False))
     try:
-        conn.execute(CREATE_DATABASE.format(db=database, keep=7, buffer=DEFAULT_BUFFER_MB))
+        conn.execute(CREATE_DATABASE.format(db=database, keep=7, buffer=DEFAULT_BUFFER_MB, vgroups=1))
         conn.execute(CREATE_STABLE.format(db=database))
         fleet = make_fleet(meters, seed=5)
         writer = Database(own, keep_days=7, fleet=fleet)

@@ -186,7 +186,7 @@ def latency(mode: str, ticks: int) -> dict:
     database = f"bench_{uuid.uuid4().hex[:8]}"
     settings = TDengineSettings(base.url, base.user, base.password, database)
     conn = taosws.connect(settings.dsn(with_database=False))
-    conn.execute(CREATE_DATABASE.format(db=database, keep=7, buffer=DEFAULT_BUFFER_MB))
+    conn.execute(CREATE_DATABASE.format(db=database, keep=7, buffer=DEFAULT_BUFFER_MB, vgroups=1))
     conn.execute(CREATE_STABLE.format(db=database))
     port = _free_port()
     env = dict(os.environ, TDENGINE_DATABASE=database, SERVER_PORT=str(port), SERVER_MODE=mode,

@@ -37,10 +37,11 @@ log = logging.getLogger("producer")
 # BUFFER (MB per vnode) is PRODUCER_VNODE_BUFFER_MB: at 50,000 subtables the default of 16 fills
 # in about 2 s and every commit stalls the writes (README "Sizing").
 CREATE_DATABASE = (
-    "CREATE DATABASE IF NOT EXISTS {db} PRECISION 'ms' VGROUPS 1 BUFFER {buffer} "
+    "CREATE DATABASE IF NOT EXISTS {db} PRECISION 'ms' VGROUPS {vgroups} BUFFER {buffer} "
     "DURATION 1d KEEP {keep}d WAL_LEVEL 1 CACHEMODEL 'last_row'"
 )
-DATABASE_OPTIONS = "SELECT `buffer`, `keep` FROM information_schema.ins_databases WHERE name = '{db}'"
+DATABASE_OPTIONS = ("SELECT `buffer`, `keep`, `vgroups` FROM information_schema.ins_databases "
+                    "WHERE name = '{db}'")
 ALTER_BUFFER = "ALTER DATABASE {db} BUFFER {buffer}"
 ALTER_KEEP = "ALTER DATABASE {db} KEEP {keep}d"
 _KEEP_UNIT_MINUTES = {"m": 1, "h": 60, "d": 1_440}
@@ -95,8 +96,9 @@ class Database:
     write into someone else's database): create with the default buffer, never alter it."""
 
     def __init__(self, settings: TDengineSettings, keep_days: int, fleet: Fleet, *,
-                 buffer_mb: int | None = None, owns_schema: bool = True):
+                 buffer_mb: int | None = None, owns_schema: bool = True, vgroups: int = 1):
         self._settings = settings
+        self._vgroups = vgroups
         self._keep_days = keep_days
         self._buffer_mb = buffer_mb
         self._owns_schema = owns_schema
@@ -150,12 +152,17 @@ class Database:
             try:
                 step = f"create database {db}"
                 wanted = self._buffer_mb
-                admin.execute(CREATE_DATABASE.format(db=db, keep=self._keep_days,
+                admin.execute(CREATE_DATABASE.format(db=db, keep=self._keep_days, vgroups=self._vgroups,
                                                      buffer=wanted or DEFAULT_BUFFER_MB))
                 step = f"read the options of database {db}"
                 rows = list(admin.query(DATABASE_OPTIONS.format(db=db)))
                 if rows:
-                    buffer, keep = int(rows[0][0]), keep_days_of(rows[0][1])
+                    buffer, keep, vgroups = int(rows[0][0]), keep_days_of(rows[0][1]), int(rows[0][2])
+                    if self._owns_schema and wanted is not None and vgroups != self._vgroups:
+                        # TDengine fixes VGROUPS at CREATE: say so rather than pretend
+                        event(log, logging.WARNING, "database keeps its VGROUPS (fixed when it was created): "
+                              "PRODUCER_VGROUPS applies to a new database only", database=db, vgroups=vgroups,
+                              asked=self._vgroups)
                     if wanted is not None and buffer != wanted:
                         step = f"alter database {db} buffer {wanted}"
                         admin.execute(ALTER_BUFFER.format(db=db, buffer=wanted))

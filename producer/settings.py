@@ -20,6 +20,7 @@ DEFAULTS = {
     "PRODUCER_METERS": "100",
     "PRODUCER_WRITERS": "1",
     "PRODUCER_VNODE_BUFFER_MB": "16",
+    "PRODUCER_VGROUPS": "1",
     "PRODUCER_INTERVAL_MS": "1000",
     "PRODUCER_BACKFILL": "10m",
     "PRODUCER_SEED": "42",
@@ -43,6 +44,7 @@ class ProducerSettings:
     meters: int            # subtables d0 .. d<meters-1>
     writers: int           # writer processes, each owning a contiguous range of the meters
     vnode_buffer_mb: int   # the database's BUFFER (set at CREATE, ALTERed when it differs)
+    vgroups: int           # the database's VGROUPS (set at CREATE only: TDengine cannot alter it)
     interval_ms: int       # one reading per meter per interval
     backfill_s: float      # history written at first start (resumes after the newest stored row)
     seed: int              # same seed, same fleet and same readings
@@ -68,6 +70,7 @@ class ProducerSettings:
             writers=env.integer("PRODUCER_WRITERS", int(d["PRODUCER_WRITERS"]), minimum=1, maximum=MAX_WRITERS),
             vnode_buffer_mb=env.integer("PRODUCER_VNODE_BUFFER_MB", int(d["PRODUCER_VNODE_BUFFER_MB"]),
                                         minimum=BUFFER_MB_RANGE[0], maximum=BUFFER_MB_RANGE[1]),
+            vgroups=env.integer("PRODUCER_VGROUPS", int(d["PRODUCER_VGROUPS"]), minimum=1, maximum=64),
             interval_ms=env.integer("PRODUCER_INTERVAL_MS", int(d["PRODUCER_INTERVAL_MS"]),
                                     minimum=10, maximum=3_600_000),
             backfill_s=env.duration("PRODUCER_BACKFILL", d["PRODUCER_BACKFILL"],

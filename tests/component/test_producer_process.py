@@ -69,6 +69,23 @@ def test_a_week_of_backfill_raises_keep_and_is_not_cut_by_the_outage_buffer(run_
     assert len(stamps) >= 7 * 24  # a tick on each whole hour of the 7 days (the last one may be due yet)
 
 
+def test_vgroups_apply_to_a_new_database_and_an_existing_one_keeps_its_own(run_producer, fake_taosws):
+    from producer.database import DATABASE_OPTIONS
+
+    producer = run_producer(PRODUCER_METERS=2, PRODUCER_BACKFILL="0", PRODUCER_VGROUPS=4)
+    producer.wait_for("event=connected")
+    assert producer.stop()[0] == 0
+    conn = fake_taosws.connect(DSN)
+    assert [row[2] for row in conn.query(DATABASE_OPTIONS.format(db="power"))] == [4]
+    again = run_producer(PRODUCER_METERS=2, PRODUCER_BACKFILL="0", PRODUCER_VGROUPS=2)
+    again.wait_for("event=connected")
+    assert again.stop()[0] == 0
+    assert [row[2] for row in conn.query(DATABASE_OPTIONS.format(db="power"))] == [4]
+    assert "PRODUCER_VGROUPS applies to a new database only" in again.output()
+    assert "vgroups=4 asked=2" in again.output()
+    conn.close()
+
+
 def test_schema_is_the_data_contract(run_producer, fake_taosws):
     producer = run_producer(PRODUCER_METERS=2, PRODUCER_BACKFILL="0")
     producer.wait_for("event=connected")

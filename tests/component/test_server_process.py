@@ -32,7 +32,7 @@ class Writer:
     def __init__(self, taosws):
         self.taosws = taosws
         self.conn = taosws.connect(DSN)
-        self.conn.execute(CREATE_DATABASE.format(db="power", keep=7, buffer=DEFAULT_BUFFER_MB))
+        self.conn.execute(CREATE_DATABASE.format(db="power", keep=7, buffer=DEFAULT_BUFFER_MB, vgroups=1))
         self.conn.execute(CREATE_STABLE.format(db="power"))
 
     def write(self, rows: list[tuple[str, int]]) -> None:

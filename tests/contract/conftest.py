@@ -42,12 +42,12 @@ class Backend:
         self.topics.append(name)
         return name
 
-    def meters(self, keep_days: int = 7, buffer_mb: int = 16):
+    def meters(self, keep_days: int = 7, buffer_mb: int = 16, vgroups: int = 1):
         """A connection to a fresh database holding the producer's exact schema."""
         from producer.database import CREATE_DATABASE, CREATE_STABLE
 
         conn = self.connect()
-        conn.execute(CREATE_DATABASE.format(db=self.db, keep=keep_days, buffer=buffer_mb))
+        conn.execute(CREATE_DATABASE.format(db=self.db, keep=keep_days, buffer=buffer_mb, vgroups=vgroups))
         conn.execute(CREATE_STABLE.format(db=self.db))
         return conn
 

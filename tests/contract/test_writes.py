@@ -59,7 +59,7 @@ def test_keep_reads_as_days_is_kept_by_create_if_not_exists_and_raised_by_alter(
     conn = td.meters(keep_days=7)
     (keep,) = [row[1] for row in conn.query(DATABASE_OPTIONS.format(db=td.db))]
     assert keep == "7d,7d,7d" and keep_days_of(keep) == 7
-    conn.execute(CREATE_DATABASE.format(db=td.db, keep=30, buffer=16))  # IF NOT EXISTS: unchanged
+    conn.execute(CREATE_DATABASE.format(db=td.db, keep=30, buffer=16, vgroups=1))  # IF NOT EXISTS: unchanged
     assert keep_days_of(next(iter(conn.query(DATABASE_OPTIONS.format(db=td.db))))[1]) == 7
     old = now_ms() - 8 * 86_400_000
     with pytest.raises(td.taosws.QueryError, match=r"^\[0x060B\]"):
@@ -68,6 +68,17 @@ def test_keep_reads_as_days_is_kept_by_create_if_not_exists_and_raised_by_alter(
     assert keep_days_of(next(iter(conn.query(DATABASE_OPTIONS.format(db=td.db))))[1]) == 9
     conn.execute(f"INSERT INTO {using(td.db, 'd0', old)}")  # now inside KEEP
     assert count(conn, td.db) == 1
+
+
+def test_vgroups_is_fixed_at_create_and_reads_back(td):
+    """What PRODUCER_VGROUPS relies on: the database gets the VGROUPS it was created with, a later
+    CREATE ... IF NOT EXISTS with another leaves it alone."""
+    from producer.database import CREATE_DATABASE, DATABASE_OPTIONS
+
+    conn = td.meters(vgroups=3)
+    assert [int(row[2]) for row in conn.query(DATABASE_OPTIONS.format(db=td.db))] == [3]
+    conn.execute(CREATE_DATABASE.format(db=td.db, keep=7, buffer=16, vgroups=1))
+    assert [int(row[2]) for row in conn.query(DATABASE_OPTIONS.format(db=td.db))] == [3]
 
 
 @pytest.mark.parametrize("buffer_mb", [2, 16_385])

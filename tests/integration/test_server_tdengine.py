@@ -8,6 +8,7 @@ import time
 import pytest
 
 from tests.integration.equality import assert_hosted_equals_database, execute, hosted
+from tests.integration.equality import query as execute_query
 from tests.integration.fleet import FLEET, INTERVAL_MS, METERS, SERVER
 from tests.producer_process import ProducerProcess
 from tests.server_process import ServerProcess
@@ -36,6 +37,27 @@ def test_every_row_exactly_once_and_latest_is_last_row(mode, service_env, tdengi
     assert len(keys) >= METERS * 30_000 // INTERVAL_MS  # the backfill alone: the check had rows to check
     health = server.healthz()[1]
     assert health["late_rows_dropped"] == 0 and health["mode"] == mode
+    assert server.stop()[0] == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_database_of_four_vgroups_is_hosted_exactly_once(mode, service_env, tdengine_server, test_database,
+                                                         tmp_path, logs):
+    """PRODUCER_VGROUPS=4 (the history explorer's faster layout): the subscription then reads four
+    vgroups, each with its own offsets, and the poller a query spread over four; neither may
+    lose or repeat a row."""
+    producer = logs.process("producer", ProducerProcess(service_env, tmp_path, **FLEET, PRODUCER_VGROUPS=4))
+    producer.wait_for("backfill done", timeout_s=60)
+    server = logs.process("server", ServerProcess(service_env, tmp_path, SERVER_MODE=mode, **SERVER))
+    server.wait_health(lambda h: h["phase"] == "live", timeout_s=60)
+    time.sleep(3)
+    assert producer.stop()[0] == 0
+    (vgroups,), = [row for row in execute_query(tdengine_server, test_database,
+                                                f"SELECT `vgroups` FROM information_schema.ins_databases "
+                                                f"WHERE name = '{test_database}'")]
+    assert vgroups == 4
+    assert_hosted_equals_database(server.websocket_url, tdengine_server, test_database)
+    assert server.healthz()[1]["late_rows_dropped"] == 0
     assert server.stop()[0] == 0
 
 

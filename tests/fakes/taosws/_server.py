@@ -253,7 +253,8 @@ class Tokens:
 # --- the server --------------------------------------------------------------------------------
 
 _META = """
-CREATE TABLE IF NOT EXISTS _db (name TEXT PRIMARY KEY, precision TEXT, keep_ms INTEGER, buffer INTEGER);
+CREATE TABLE IF NOT EXISTS _db (name TEXT PRIMARY KEY, precision TEXT, keep_ms INTEGER, buffer INTEGER,
+    vgroups INTEGER);
 CREATE TABLE IF NOT EXISTS _stable (db TEXT, name TEXT, schema TEXT, PRIMARY KEY (db, name));
 CREATE TABLE IF NOT EXISTS _child (db TEXT, name TEXT, stable TEXT, PRIMARY KEY (db, name));
 CREATE TABLE IF NOT EXISTS _log (seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -407,7 +408,7 @@ class Server:
     def create_database(self, tokens: Tokens) -> int:
         if_not_exists = tokens.keyword("IF", "NOT", "EXISTS")
         name = tokens.name()
-        precision, keep_ms, buffer = "ms", 3650 * DAY_MS, DEFAULT_BUFFER_MB
+        precision, keep_ms, buffer, vgroups = "ms", 3650 * DAY_MS, DEFAULT_BUFFER_MB, 2
         options = {"VGROUPS", "BUFFER", "CACHEMODEL", "CACHESIZE", "DURATION", "WAL_LEVEL",
                    "WAL_FSYNC_PERIOD", "WAL_RETENTION_PERIOD", "WAL_RETENTION_SIZE", "PAGES",
                    "PAGESIZE", "COMP", "MAXROWS", "MINROWS", "REPLICA", "STT_TRIGGER",
@@ -427,6 +428,10 @@ class Server:
                 keep_ms = max(self._to_ms(v, default_unit="d") for v in values)
             elif option == "BUFFER":
                 buffer = self._buffer_mb(values[0])
+            elif option == "VGROUPS":
+                if not str(values[0]).isdigit() or not 1 <= int(values[0]) <= 1024:
+                    raise SqlError(0x2619, f"Invalid option vgroups: {values[0]}, valid range: [1, 1024]")
+                vgroups = int(values[0])
         with self.transaction():
             if self.has_database(name):
                 if if_not_exists:
@@ -439,8 +444,8 @@ class Server:
                 code, _, text = cue[0].partition(" ")
                 raise SqlError(int(code, 16), text)
             # --- end of cue
-            self.db.execute("INSERT INTO _db (name, precision, keep_ms, buffer) VALUES (?, ?, ?, ?)",
-                            (name, precision, keep_ms, buffer))
+            self.db.execute("INSERT INTO _db (name, precision, keep_ms, buffer, vgroups) VALUES (?, ?, ?, ?, ?)",
+                            (name, precision, keep_ms, buffer, vgroups))
         return 0
 
     @staticmethod
@@ -992,7 +997,7 @@ _SYSTEM_TABLES = {
         [("name", "VARCHAR", 64), ("precision", "VARCHAR", 2), ("vgroups", "INT", 4), ("buffer", "INT", 4),
          ("keep", "VARCHAR", 32)],
         # `keep` as 3.3.6 prints it: its three tiers in whole days, e.g. '7d,7d,7d'
-        lambda now: ('(SELECT name, precision AS "precision", 1 AS vgroups, buffer AS "buffer", '
+        lambda now: ('(SELECT name, precision AS "precision", vgroups AS "vgroups", buffer AS "buffer", '
                      f"(keep_ms / {DAY_MS}) || 'd,' || (keep_ms / {DAY_MS}) || 'd,' || (keep_ms / {DAY_MS}) || 'd' "
                      'AS "keep" FROM _db)')),
     ("information_schema", "ins_stables"): (
