@@ -51,6 +51,14 @@ CREATE_STABLE = (
     "CREATE STABLE IF NOT EXISTS {db}.meters (ts TIMESTAMP, current FLOAT, voltage INT, phase FLOAT) "
     "TAGS (groupid INT, location VARCHAR(24))"
 )
+# Hourly aggregates of every meter, kept by TDengine itself (a TSMA): the history explorer's
+# hourly buckets and whole-range aggregates are read from them (server/history/partials.py lists
+# the parts it asks for; COUNT(*) is served by count(ts)). At most 3 TSMAs per cluster (3.3.6
+# maxTsmaNum): when there is no room the explorer reads raw rows, only slower.
+_TSMA_FUNCTIONS = ", ".join(["count(ts)"] + [f"{f}({c})" for c in ("current", "voltage", "phase")
+                                             for f in ("sum", "count", "min", "max", "first", "last")])
+CREATE_TSMA = ("CREATE TSMA IF NOT EXISTS meters_1h ON {db}.meters FUNCTION(" + _TSMA_FUNCTIONS
+               + ") INTERVAL(1h)")
 NEWEST_PER_METER = ("SELECT tbname, CAST(LAST_ROW(ts) AS BIGINT) AS ts_ms FROM {db}.meters "
                     "PARTITION BY tbname")
 STMT2_INSERT = f"INSERT INTO ? USING {STABLE} TAGS (?, ?) VALUES (?, ?, ?, ?)"
@@ -96,9 +104,10 @@ class Database:
     write into someone else's database): create with the default buffer, never alter it."""
 
     def __init__(self, settings: TDengineSettings, keep_days: int, fleet: Fleet, *,
-                 buffer_mb: int | None = None, owns_schema: bool = True, vgroups: int = 1):
+                 buffer_mb: int | None = None, owns_schema: bool = True, vgroups: int = 1, tsma: bool = False):
         self._settings = settings
         self._vgroups = vgroups
+        self._tsma = tsma
         self._keep_days = keep_days
         self._buffer_mb = buffer_mb
         self._owns_schema = owns_schema
@@ -173,11 +182,26 @@ class Database:
                         changed["keep_days"] = (int(keep) if keep.is_integer() else round(keep, 3), self._keep_days)
                 step = f"create supertable {db}.{STABLE}"
                 admin.execute(CREATE_STABLE.format(db=db))
+                if self._tsma:
+                    step = f"create the hourly TSMA of {db}.{STABLE}"
+                    self._create_tsma(admin, db)
             finally:
                 admin.close()
         except (taosws.Error, taosws.InterfaceError) as error:
             raise Unavailable(str(error), diagnose(error), step) from error
         return changed
+
+    @staticmethod
+    def _create_tsma(admin, db: str) -> None:
+        """An optimisation: a database that refuses it (3 TSMAs in the cluster already, an older
+        TDengine) is used without, and the log says why."""
+        try:
+            admin.execute(CREATE_TSMA.format(db=db))
+        except (taosws.Error, taosws.InterfaceError) as error:
+            if error_code(error) is None or is_connection_lost(error, taosws):
+                raise
+            event(log, logging.WARNING, "no hourly TSMA: the history explorer reads raw rows instead",
+                  database=db, error=error)
 
     def newest_timestamp(self) -> int | None:
         """Epoch ms after which this fleet resumes: the oldest of its meters' newest rows (a

@@ -21,6 +21,7 @@ DEFAULTS = {
     "PRODUCER_WRITERS": "1",
     "PRODUCER_VNODE_BUFFER_MB": "16",
     "PRODUCER_VGROUPS": "1",
+    "PRODUCER_TSMA": "on",
     "PRODUCER_INTERVAL_MS": "1000",
     "PRODUCER_BACKFILL": "10m",
     "PRODUCER_SEED": "42",
@@ -45,6 +46,7 @@ class ProducerSettings:
     writers: int           # writer processes, each owning a contiguous range of the meters
     vnode_buffer_mb: int   # the database's BUFFER (set at CREATE, ALTERed when it differs)
     vgroups: int           # the database's VGROUPS (set at CREATE only: TDengine cannot alter it)
+    tsma: bool             # keep hourly aggregates of the meters in a TSMA (the history explorer's)
     interval_ms: int       # one reading per meter per interval
     backfill_s: float      # history written at first start (resumes after the newest stored row)
     seed: int              # same seed, same fleet and same readings
@@ -71,6 +73,7 @@ class ProducerSettings:
             vnode_buffer_mb=env.integer("PRODUCER_VNODE_BUFFER_MB", int(d["PRODUCER_VNODE_BUFFER_MB"]),
                                         minimum=BUFFER_MB_RANGE[0], maximum=BUFFER_MB_RANGE[1]),
             vgroups=env.integer("PRODUCER_VGROUPS", int(d["PRODUCER_VGROUPS"]), minimum=1, maximum=64),
+            tsma=_on_off(env, "PRODUCER_TSMA"),
             interval_ms=env.integer("PRODUCER_INTERVAL_MS", int(d["PRODUCER_INTERVAL_MS"]),
                                     minimum=10, maximum=3_600_000),
             backfill_s=env.duration("PRODUCER_BACKFILL", d["PRODUCER_BACKFILL"],
@@ -102,3 +105,10 @@ class ProducerSettings:
                                 f"at least PRODUCER_METERS ({settings.meters}) rows, one tick",
                                 environ.get("PRODUCER_BUFFER_ROWS"))
         return settings
+
+
+def _on_off(env: Env, name: str) -> bool:
+    value = env.raw(name, DEFAULTS[name]).strip().lower()
+    if value not in ("on", "off"):
+        raise SettingsError(name, "on or off", value)
+    return value == "on"

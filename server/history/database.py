@@ -14,12 +14,15 @@ Facts relied on (shared/reference/tdengine-checked.md unless noted):
 from __future__ import annotations
 
 import itertools
+import re
 
 import taosws
 
 from common.tdengine import TDengineSettings, error_code, is_connection_lost
 from server import schema as schemas
 
+TSMA_RESULT_SUFFIX = "_tsma_res_stb_"  # a TSMA's own result supertable: not data to explore
+_UNIT_MS = {"a": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 DATABASE_MISSING = 0x0388
 TABLE_MISSING = 0x2603
 
@@ -47,7 +50,8 @@ class HistoryDatabase:
     def stables(self) -> list[str]:
         db = self.settings.database
         return sorted(str(row[0]) for row in self.rows(
-            f"SELECT stable_name FROM information_schema.ins_stables WHERE db_name = '{db}'"))
+            f"SELECT stable_name FROM information_schema.ins_stables WHERE db_name = '{db}'")
+            if not str(row[0]).endswith(TSMA_RESULT_SUFFIX))
 
     def schema(self, stable: str) -> schemas.TableSchema:
         db = self.settings.database
@@ -63,6 +67,20 @@ class HistoryDatabase:
             return schemas.from_describe(db, stable, str(describe[0][0]).lower(), str(found[0][0]), describe)
         except schemas.SchemaError as error:
             raise NotReady(str(error)) from error
+
+    def tsma_ms(self, stable: str) -> int | None:
+        """The shortest interval (ms) of the supertable's TSMAs that queries use, None when it
+        has none or when taosAdapter's client library does not read them: that takes its
+        setting querySmaOptimize 1 (default 0; SHOW LOCAL VARIABLES shows the adapter's own).
+        information_schema.ins_tsmas lists TSMAs (3.3.6), `interval` printed as e.g. '3600000a'."""
+        settings = {str(row[0]): str(row[1]) for row in self.rows("SHOW LOCAL VARIABLES")}
+        if settings.get("querySmaOptimize") != "1":
+            return None
+        db = self.settings.database
+        intervals = [_interval_ms(str(row[0])) for row in self.rows(
+            f"SELECT `interval` FROM information_schema.ins_tsmas WHERE db_name = '{db}' AND table_name = '{stable}'")]
+        intervals = [ms for ms in intervals if ms]
+        return min(intervals) if intervals else None
 
     def rows(self, sql: str, cap: int | None = None) -> list[tuple]:
         """Every row of `sql`; with `cap`, TooMany once a row beyond it arrives (nothing more is
@@ -99,3 +117,8 @@ class HistoryDatabase:
                 conn.close()
             except (self.taosws.Error, self.taosws.InterfaceError):
                 pass  # already dead
+
+
+def _interval_ms(text: str) -> int | None:
+    match = re.fullmatch(r"\s*(\d+)\s*([asmhd])\s*", text)
+    return int(match.group(1)) * _UNIT_MS[match.group(2)] if match else None

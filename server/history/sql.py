@@ -200,15 +200,3 @@ def where(filters, filter_op: str, schema: TableSchema) -> str:
         else:
             terms.append(f"{name} {_SQL_OPS[op]} {literal(value, kind, schema.precision)}")
     return " WHERE " + f" {filter_op.upper()} ".join(f"({term})" for term in terms)
-
-
-def aggregate(column: str, kind: str, name) -> str:
-    """`SUM(\\`current\\`)` and the like, for Perspective's aggregate `name` of a column."""
-    if isinstance(name, (list, tuple)):  # Perspective's [name, argument] form (e.g. weighted mean)
-        raise Refused(f"aggregate {str(name)[:40]!r} is not computed by TDengine here")
-    function = AGGREGATES.get(kind, {}).get(name)
-    if function is None:
-        offered = ", ".join(AGGREGATES.get(kind, {})) or "none"
-        raise Refused(f"aggregate {str(name)[:20]!r} is not offered for {kind} column {column!r} "
-                      f"(offered: {offered})")
-    return f"{function}({identifier(column)})"

@@ -23,7 +23,12 @@ from dataclasses import dataclass, field
 
 from server.schema import TBNAME, TS_SCALE, TableSchema
 
-from .sql import DEFAULT_AGGREGATE, Bucket, Refused, aggregate, identifier, parse_bucket, where
+from . import partials
+from .partials import Parts
+from .sql import DEFAULT_AGGREGATE, Bucket, Refused, identifier, parse_bucket, where
+
+# A query hint that keeps TDengine from answering from a TSMA (tdengine 3.3.6 hint syntax).
+SKIP_TSMA = "/*+ SKIP_TSMA() */ "
 
 
 @dataclass(frozen=True)
@@ -129,10 +134,11 @@ class View:
         return (f"SELECT {self._select_sql(self._select_list())} FROM {self._table()}"
                 f"{self._where_in_time(None, below_ms)}{self._order_by()} LIMIT {int(limit)} OFFSET {int(offset)}")
 
-    def counts_sql(self, bucket_ms: int, from_ms: int | None = None, below_ms: int | None = None) -> str:
+    def counts_sql(self, bucket_ms: int, from_ms: int | None = None, below_ms: int | None = None,
+                   raw: bool = False) -> str:
         """(bucket start as a raw integer, rows) for every non-empty bucket of the view's rows
-        (within [from_ms, below_ms) if given)."""
-        return (f"SELECT CAST(_wstart AS BIGINT), COUNT(*) FROM {self._table()}"
+        (within [from_ms, below_ms) if given; `raw`: never from a TSMA)."""
+        return (f"SELECT {SKIP_TSMA if raw else ''}CAST(_wstart AS BIGINT), COUNT(*) FROM {self._table()}"
                 f"{self._where_in_time(from_ms, below_ms)} INTERVAL({int(bucket_ms)}a)")
 
     def flat_rows(self, rows) -> list[dict]:
@@ -163,10 +169,10 @@ class View:
 
     # --- grouped views ---------------------------------------------------------------------------
 
-    def split_values_sql(self) -> str:
+    def split_values_sql(self, from_ms: int | None = None, below_ms: int | None = None, raw: bool = False) -> str:
         names = ", ".join(identifier(s) for s in self.split_by)
-        return (f"SELECT {names}, COUNT(*) FROM {self._table()}{self.where} GROUP BY {names} "
-                f"LIMIT {self.limits.max_split_columns + 1}")
+        return (f"SELECT {SKIP_TSMA if raw else ''}{names}, COUNT(*) FROM {self._table()}"
+                f"{self._where_in_time(from_ms, below_ms)} GROUP BY {names} LIMIT {self.limits.max_split_columns + 1}")
 
     def set_split_values(self, rows) -> None:
         # a GROUP BY on tags also lists groups no row of the WHERE is in (level_sql): skip them
@@ -183,21 +189,24 @@ class View:
         depth = len(self.group_by)
         return {"rollup": list(range(depth + 1)), "flat": [depth], "total": [0]}[self.mode]
 
-    def level_sql(self, depth: int) -> str:
-        """Aggregates of the columns by the first `depth` group_by columns and the split_by ones:
-        (group values..., split values..., aggregates...) per row."""
+    def level_sql(self, depth: int, from_ms: int | None = None, below_ms: int | None = None,
+                  raw: bool = False) -> str:
+        """Aggregates of the columns by the first `depth` group_by columns and the split_by ones,
+        of the rows in [from_ms, below_ms) if given: (group values..., split values..., each
+        column's parts (partials.py)..., row count) per row. `raw`: never from a TSMA (the
+        newest range, which the TSMA has not caught up with)."""
         groups = self.group_by[:depth]
         bucket = next((self.buckets[g] for g in groups if g in self.buckets), None)
         keys = [identifier(g) for g in groups if g not in self.buckets] + [identifier(s) for s in self.split_by]
         selected = [("CAST(_wstart AS BIGINT)" if g in self.buckets else identifier(g)) for g in groups]
         selected += [identifier(s) for s in self.split_by]
-        selected += [self._aggregate_sql(c) for c in self.columns]
-        for c in self._stddevs():
-            selected += [f"COUNT({identifier(c)})", f"SUM({identifier(c)} * {identifier(c)})"]
+        for c in self.columns:
+            selected += self.parts(c).sql
         # GROUP BY a tag lists every subtable's group, also those no row of the WHERE is in
         # (tests/contract/test_history_oracle.py): the row count tells the empty ones
         selected.append("COUNT(*)")
-        sql = f"SELECT {', '.join(selected)} FROM {self._table()}{self.where}"
+        hint = SKIP_TSMA if raw or not self.tsma_safe else ""
+        sql = f"SELECT {hint}{', '.join(selected)} FROM {self._table()}{self._where_in_time(from_ms, below_ms)}"
         if bucket is not None:
             if keys:
                 sql += f" PARTITION BY {', '.join(keys)}"
@@ -206,24 +215,40 @@ class View:
             sql += f" GROUP BY {', '.join(keys)}"
         return sql
 
-    def _stddevs(self) -> list[str]:
-        """Columns aggregated by stddev. TDengine's STDDEV is computed in float precision (0.003
-        for a single value near 19.4 on 3.3.6) and is 0 for one value where Perspective's is null:
-        so the population stddev is computed here from COUNT, SUM and the SUM of squares, all in
-        double precision, null below two values."""
-        return [c for c in self.columns if c not in self.buckets
-                and self.aggregates.get(c, DEFAULT_AGGREGATE[self.types[c]]) == "stddev"]
+    @property
+    def tsma_safe(self) -> bool:
+        """No part aggregates an expression: a TSMA may answer the view's queries (one that
+        does with such a part crashes taosAdapter's client library on 3.3.6: partials.py)."""
+        return not any(self.parts(c).expression for c in self.columns)
 
-    def _aggregate_sql(self, column: str) -> str:
+    def merge_levels(self, depth: int, older: list[tuple], newer: list[tuple]) -> list[tuple]:
+        """One level's rows from its two time ranges' (level_sql's shape), parts merged."""
+        width = depth + len(self.split_by)
+        merged: dict[tuple, list] = {tuple(row[:width]): list(row[width:]) for row in older}
+        for row in newer:
+            key, values = tuple(row[:width]), list(row[width:])
+            if key in merged:
+                values = self._merge_values(merged[key], values)
+            merged[key] = values
+        return [key + tuple(values) for key, values in merged.items()]
+
+    def _merge_values(self, older: list, newer: list) -> list:
+        out, at = [], 0
+        for c in self.columns:
+            parts = self.parts(c)
+            n = len(parts.sql)
+            out += parts.merge(older[at:at + n], newer[at:at + n])
+            at += n
+        return out + [(older[at] or 0) + (newer[at] or 0)]  # the row count
+
+    def parts(self, column: str) -> Parts:
         kind = self.types[column]
         name = self.aggregates.get(column, DEFAULT_AGGREGATE[kind])
         if column in self.buckets:
             if name != "count":
                 raise Refused(f"a bucket column ({column!r}) is aggregated by count only")
-            return f"COUNT({identifier(self.schema.time_column)})"
-        if name == "stddev":
-            return f"SUM({identifier(column)})"  # with COUNT and the sum of squares (_stddevs)
-        return aggregate(column, kind, name)
+            return partials.parts(identifier(self.schema.time_column), "datetime", "count")
+        return partials.parts(identifier(column), kind, name)
 
     def level_row_cap(self) -> int:
         """Most result rows one level may have: past it the view is refused (fetch one more)."""
@@ -248,10 +273,7 @@ class View:
                 values = list(row[level + len(self.split_by):])
                 if not values.pop():
                     continue  # a group without rows
-                extras = values[len(self.columns):]
-                moments = {c: (extras[2 * i], extras[2 * i + 1]) for i, c in enumerate(self._stddevs())}
-                values = [_stddev(v, *moments[c]) if c in moments else v
-                          for c, v in zip(self.columns, values[:len(self.columns)])]
+                values = self._values(values)
                 cells = found.setdefault(tuple(path), {})
                 if self.split_by:
                     for c, v in zip(self.columns, values):
@@ -280,6 +302,15 @@ class View:
         visit(0, ())
         return out
 
+    def _values(self, flat_parts: list) -> list:
+        """Each column's value from its parts, as level_sql lists them."""
+        out, at = [], 0
+        for c in self.columns:
+            parts = self.parts(c)
+            out.append(parts.value(flat_parts[at:at + len(parts.sql)]))
+            at += len(parts.sql)
+        return out
+
     def _sorted(self, rows: list[Row], level: int) -> list[Row]:
         """Siblings by the view's sort (nulls last), else by their group value, ascending."""
         def by_path(row: Row):
@@ -297,15 +328,6 @@ class View:
 
     def _table(self) -> str:
         return f"{identifier(self.schema.database)}.{identifier(self.schema.stable)}"
-
-
-def _stddev(total, count, squares):
-    """The population standard deviation from a column's sum, count and sum of squares; null
-    below two values, as Perspective's."""
-    if total is None or not count or count < 2 or squares is None:
-        return None
-    mean = total / count
-    return max(0.0, squares / count - mean * mean) ** 0.5
 
 
 def plan(schema: TableSchema, config: dict, limits: Limits) -> View:
@@ -358,5 +380,5 @@ def plan(schema: TableSchema, config: dict, limits: Limits) -> View:
                 buckets, aggregates, types)
     if view.grouped:
         for c in columns:
-            view._aggregate_sql(c)  # refuses an aggregate TDengine does not compute exactly
+            view.parts(c)  # refuses an aggregate TDengine does not compute exactly
     return view

@@ -86,6 +86,31 @@ def test_vgroups_apply_to_a_new_database_and_an_existing_one_keeps_its_own(run_p
     conn.close()
 
 
+def test_the_hourly_tsma_is_made_unless_off_and_no_room_for_it_is_only_a_warning(run_producer, fake_taosws):
+    tsmas = "SELECT tsma_name, db_name, `interval` FROM information_schema.ins_tsmas"
+    conn = fake_taosws.connect(DSN)
+    producer = run_producer(PRODUCER_METERS=2, PRODUCER_BACKFILL="0")
+    producer.wait_for("event=connected")
+    assert producer.stop()[0] == 0
+    assert list(conn.query(tsmas)) == [("meters_1h", "power", "3600000a")]
+    conn.execute("DROP DATABASE power")
+    off = run_producer(PRODUCER_METERS=2, PRODUCER_BACKFILL="0", PRODUCER_TSMA="off")
+    off.wait_for("event=connected")
+    assert off.stop()[0] == 0
+    assert list(conn.query(tsmas)) == []
+    conn.execute("DROP DATABASE power")
+    for n in range(3):  # the cluster's 3 (maxTsmaNum) taken by other databases
+        conn.execute(f"CREATE DATABASE other{n}")
+        conn.execute(f"CREATE STABLE other{n}.s (ts TIMESTAMP, v INT) TAGS (t INT)")
+        conn.execute(f"CREATE TSMA t{n} ON other{n}.s FUNCTION(sum(v)) INTERVAL(1h)")
+    full = run_producer(PRODUCER_METERS=2, PRODUCER_BACKFILL="1m")
+    full.wait_for("backfill done")
+    assert full.stop()[0] == 0
+    assert "no hourly TSMA" in full.output() and "0x0486" in full.output()
+    assert len(stored(fake_taosws)) > 0  # it writes all the same
+    conn.close()
+
+
 def test_schema_is_the_data_contract(run_producer, fake_taosws):
     producer = run_producer(PRODUCER_METERS=2, PRODUCER_BACKFILL="0")
     producer.wait_for("event=connected")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 import random
+import time
 
 import numpy as np
 import perspective
 import pytest
 
+from producer.database import CREATE_TSMA
 from server.history.database import HistoryDatabase
 from server.history.handler import HistoryHandler
 from server.history.sql import quote_string
@@ -28,12 +30,16 @@ SCHEMA = {"tbname": "string", "ts": "datetime", "current": "float", "voltage": "
 HOUR = "bucket(\"ts\", '1h')"
 
 
-@pytest.fixture
-def tables(td):
-    """(virtual table, in-memory table) over the same rows."""
+@pytest.fixture(params=["raw", "tsma"])
+def tables(td, request):
+    """(virtual table, in-memory table) over the same rows: 3 h 20 min of them up to 20 minutes
+    into the current hour, so the newest rows are in the window a TSMA has not closed yet. With
+    "tsma" the supertable has the producer's hourly TSMA (read by TDengine with taosAdapter's
+    querySmaOptimize 1, as compose.yaml runs it): older hours come from it, the newest from raw
+    rows (server/history/handler.py), and the cells must still be the in-memory table's."""
     conn = td.meters(keep_days=30)
     rnd = random.Random(7)
-    t0 = (now_ms() // 3_600_000 - 24) * 3_600_000  # a day ago, on a whole hour
+    t0 = (now_ms() // 3_600_000 - 3) * 3_600_000  # three whole hours ago
     rows = []
     for m in range(METERS):
         values = []
@@ -47,8 +53,12 @@ def tables(td):
                          "groupid": m % 2, "location": LOCATIONS[m % 3]})
         conn.execute(f"INSERT INTO {td.db}.d{m} USING {td.db}.meters TAGS ({m % 2}, {quote_string(LOCATIONS[m % 3])}) "
                      f"VALUES {' '.join(values)}")
-    handler = HistoryHandler(HistoryDatabase(td.settings, driver=td.taosws), Limits(10_000, 500, 100_000),
-                             max_views=50)
+    database = HistoryDatabase(td.settings, driver=td.taosws)
+    if request.param == "tsma":
+        conn.execute(CREATE_TSMA.format(db=td.db))
+        wait_for_tsma(conn, td.db, len(rows))
+        assert database.tsma_ms("meters") == 3_600_000, "taosAdapter must run with TAOS_QUERY_SMA_OPTIMIZE=1"
+    handler = HistoryHandler(database, Limits(10_000, 500, 100_000), max_views=50)
     server = perspective.VirtualServer(handler)
     client = None
 
@@ -59,6 +69,21 @@ def tables(td):
     memory = perspective.Server().new_local_client().table(SCHEMA)
     memory.update(rows)
     return client.open_table("meters_history"), memory
+
+
+def wait_for_tsma(conn, db: str, rows: int, timeout_s: float = 60) -> None:
+    """Until the TSMA answers for the closed hours what raw rows do: it computes the hours
+    written before it existed in the background (a few seconds here), and while it does a query
+    may read a partial window (tdengine facts of 2026-12-04)."""
+    closed = now_ms() // 3_600_000 * 3_600_000 - 3_600_000
+    deadline = time.monotonic() + timeout_s
+    while True:
+        tsma = list(conn.query(f"SELECT COUNT(*) FROM {db}.meters WHERE ts < {closed}"))[0][0]
+        raw = list(conn.query(f"SELECT /*+ SKIP_TSMA() */ COUNT(*) FROM {db}.meters WHERE ts < {closed}"))[0][0]
+        if tsma == raw > 0:
+            return
+        assert time.monotonic() < deadline, f"the TSMA never caught up: {tsma} of {raw} rows (of {rows})"
+        time.sleep(0.5)
 
 
 def same(virtual, memory, path=""):

@@ -2,6 +2,8 @@
 TDengine: a quoted string is one literal whatever it holds, filters select what they say, and
 hostile values change nothing."""
 
+import time
+
 import pytest
 
 from server.history.sql import quote_string, where
@@ -59,3 +61,43 @@ def test_filters_on_time_numbers_and_nulls(td):
     assert tables([["voltage", ">", 225.5]]) == ["d0"]
     assert tables([["groupid", "==", 3], ["groupid", "==", 4]], "or") == ["d3", "d4"]
     assert tables([["location", "not in", TAGS[1:]]]) == ["d0", "d0"]
+
+
+def test_with_the_hourly_tsma_older_ranges_read_it_and_the_newest_and_stddev_do_not(td):
+    """What server/history/handler.py relies on (taosAdapter with querySmaOptimize 1, as
+    compose.yaml runs it): a level's query over whole closed hours reads the producer's TSMA,
+    the same query over the newest range with the SKIP_TSMA hint reads raw rows, and a stddev
+    view (a part that is an expression, x * x) runs with the hint and does not crash the
+    adapter, which it does without it on 3.3.6 (partials.py)."""
+    if td.name == "fake":
+        pytest.skip("which plan TDengine picks is the real server's: the fake answers every query from raw rows")
+    from producer.database import CREATE_TSMA
+    from server.history.database import HistoryDatabase
+    from server.history.views import Limits, plan
+
+    conn = td.meters(keep_days=30)
+    now = now_ms()
+    t0 = (now // 3_600_000 - 3) * 3_600_000
+    for m in range(4):
+        values = " ".join(f"({t0 + k * 60_000}, {k % 7}.5, {200 + k % 30}, 0.25)" for k in range(200))
+        conn.execute(f"INSERT INTO {td.db}.d{m} USING {td.db}.meters TAGS ({m % 2}, 'L{m % 3}') VALUES {values}")
+    conn.execute(CREATE_TSMA.format(db=td.db))
+    database = HistoryDatabase(td.settings, driver=td.taosws)
+    assert database.tsma_ms("meters") == 3_600_000, "taosAdapter must run with TAOS_QUERY_SMA_OPTIMIZE=1"
+    view = plan(database.schema("meters"), dict(columns=["current", "voltage"], group_by=["location"],
+                                                 aggregates={"current": "avg", "voltage": "high minus low"}),
+                Limits(1000, 100, 1000))
+    boundary = (now - 60_000) // 3_600_000 * 3_600_000
+
+    def reads_tsma(sql: str) -> bool:
+        return any("_tsma_res_stb_" in str(row[0]) for row in conn.query("EXPLAIN " + sql))
+
+    deadline = time.monotonic() + 30  # the TSMA computes hours written before it in the background
+    while not reads_tsma(view.level_sql(1, below_ms=boundary)):
+        assert time.monotonic() < deadline, "the older range never read the TSMA"
+        time.sleep(0.5)
+    assert not reads_tsma(view.level_sql(1, from_ms=boundary, raw=True))
+    stddev = plan(database.schema("meters"), dict(columns=["current"], group_by=["location"],
+                                                   aggregates={"current": "stddev"}), Limits(1000, 100, 1000))
+    assert not stddev.tsma_safe and "SKIP_TSMA" in stddev.level_sql(1)
+    assert len(list(conn.query(stddev.level_sql(1)))) == 3  # answered: the adapter is alive

@@ -3,7 +3,8 @@ tests/contract/test_history_sql.py runs what these produce on the fake and a rea
 
 import pytest
 
-from server.history.sql import (AGGREGATES, Bucket, Refused, aggregate, identifier, literal, parse_bucket,
+from server.history.partials import parts
+from server.history.sql import (AGGREGATES, Bucket, Refused, identifier, literal, parse_bucket,
                                 quote_string, timestamp_raw, where)
 from server.schema import from_describe
 
@@ -109,10 +110,44 @@ def test_buckets_of_the_time_column_only():
 
 
 def test_aggregates_are_the_exact_ones_for_each_type():
-    assert aggregate("current", "float", "mean") == "AVG(`current`)"
-    assert aggregate("location", "string", "count") == "COUNT(`location`)"
+    assert parts("`current`", "float", "mean").sql == ("SUM(`current`)", "COUNT(`current`)")
+    assert parts("`location`", "string", "count").sql == ("COUNT(`location`)",)
     assert "distinct count" not in AGGREGATES["float"] and "median" not in AGGREGATES["float"]
     for kind, name in [("string", "sum"), ("float", "distinct count"), ("float", ["weighted mean", "voltage"]),
                        ("float", "SUM(1)); DROP DATABASE power; --")]:
         with pytest.raises(Refused):
-            aggregate("current", kind, name)
+            parts("`current`", kind, name)
+
+
+# Two disjoint time ranges of one group: the older [1.0, 4.0, 2.5], the newer [7.0, 0.5].
+OLDER, NEWER = [1.0, 4.0, 2.5], [7.0, 0.5]
+
+
+def _computed(name, values):
+    """The parts TDengine would return for `values` (in time order)."""
+    got = parts("x", "float", name)
+    by_sql = {"SUM(x)": sum(values) if values else None, "COUNT(x)": len(values),
+              "MIN(x)": min(values, default=None), "MAX(x)": max(values, default=None),
+              "FIRST(x)": values[0] if values else None, "LAST(x)": values[-1] if values else None,
+              "SUM(x * x)": sum(v * v for v in values) if values else None}
+    return got, [by_sql[sql] for sql in got.sql]
+
+
+@pytest.mark.parametrize("name", ["count", "sum", "min", "max", "low", "high", "avg", "mean", "high minus low",
+                                  "first", "last", "stddev"])
+@pytest.mark.parametrize("older, newer", [(OLDER, NEWER), (OLDER, []), ([], NEWER), ([], []), ([3.0], [])])
+def test_parts_of_two_time_ranges_merge_into_the_whole_ranges_value(name, older, newer):
+    got, whole = _computed(name, older + newer)
+    _, a = _computed(name, older)
+    _, b = _computed(name, newer)
+    merged = got.value(got.merge(a, b))
+    expected = got.value(whole)
+    assert merged == pytest.approx(expected) if expected is not None else merged is None
+    assert got.expression == (name == "stddev")  # only stddev's parts may never meet a TSMA
+
+
+def test_values_match_perspective_conventions():
+    assert parts("x", "float", "stddev").value([3.0, 1, 9.0]) is None  # one value: null, as Perspective
+    assert parts("x", "float", "stddev").value([3.0, 2, 5.0]) == pytest.approx(0.5)  # values 1 and 2
+    assert parts("x", "integer", "high minus low").value([200, 230]) == 30.0
+    assert parts("x", "float", "mean").value([None, 0]) is None

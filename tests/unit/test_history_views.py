@@ -14,11 +14,32 @@ def test_each_level_is_one_query_a_bucket_becomes_an_interval_window():
     view = plan(METERS, dict(columns=["current"], group_by=["location", "hour"], expressions={"hour": HOUR},
                              aggregates={"current": "avg"}, filter=[["groupid", "==", 1]]), LIMITS)
     assert view.levels() == [0, 1, 2]
-    assert view.level_sql(0) == "SELECT AVG(`current`), COUNT(*) FROM `power`.`meters` WHERE (`groupid` = 1)"
-    assert view.level_sql(1) == ("SELECT `location`, AVG(`current`), COUNT(*) FROM `power`.`meters` "
+    mean = "SUM(`current`), COUNT(`current`)"  # a mean's parts (server/history/partials.py)
+    assert view.level_sql(0) == f"SELECT {mean}, COUNT(*) FROM `power`.`meters` WHERE (`groupid` = 1)"
+    assert view.level_sql(1) == (f"SELECT `location`, {mean}, COUNT(*) FROM `power`.`meters` "
                                  "WHERE (`groupid` = 1) GROUP BY `location`")
-    assert view.level_sql(2) == ("SELECT `location`, CAST(_wstart AS BIGINT), AVG(`current`), COUNT(*) "
+    assert view.level_sql(2) == (f"SELECT `location`, CAST(_wstart AS BIGINT), {mean}, COUNT(*) "
                                  "FROM `power`.`meters` WHERE (`groupid` = 1) PARTITION BY `location` INTERVAL(3600000a)")
+    # in two time ranges: the newest never from a TSMA (it lags behind the window still filling)
+    assert view.level_sql(1, below_ms=7_200_000) == (
+        f"SELECT `location`, {mean}, COUNT(*) FROM `power`.`meters` "
+        "WHERE (`groupid` = 1) AND (`ts` < 7200000) GROUP BY `location`")
+    assert view.level_sql(1, from_ms=7_200_000, raw=True) == (
+        f"SELECT /*+ SKIP_TSMA() */ `location`, {mean}, COUNT(*) FROM `power`.`meters` "
+        "WHERE (`groupid` = 1) AND (`ts` >= 7200000) GROUP BY `location`")
+    assert view.tsma_safe
+
+
+def test_two_time_ranges_merge_into_the_rows_of_one():
+    view = plan(METERS, dict(columns=["current", "voltage"], group_by=["location"],
+                             aggregates={"current": "mean", "voltage": "last"}), LIMITS)
+    older = [("a", 3.0, 2, 220, 2, 2), ("b", 1.0, 1, 210, 1, 1)]
+    newer = [("a", 6.0, 1, 230, 1, 1), ("c", None, 0, None, 0, 1)]
+    merged = sorted(view.merge_levels(1, older, newer))
+    assert merged == [("a", 9.0, 3, 230, 3, 3), ("b", 1.0, 1, 210, 1, 1), ("c", None, 0, None, 0, 1)]
+    rows = view.tree({1: merged})
+    assert {r.path[0]: (r.values["current"], r.values["voltage"]) for r in rows if r.path[0]} == {
+        "a": (3.0, 230), "b": (1.0, 210), "c": (None, None)}
 
 
 def test_the_tree_is_the_total_then_each_group_and_its_children_sorted():
@@ -33,8 +54,10 @@ def test_the_tree_is_the_total_then_each_group_and_its_children_sorted():
 def test_stddev_comes_from_sums_and_is_null_for_one_value():
     view = plan(METERS, dict(columns=["current"], group_by=["tbname"], aggregates={"current": "stddev"},
                              group_rollup_mode="flat"), LIMITS)
-    assert view.level_sql(1) == ("SELECT tbname, SUM(`current`), COUNT(`current`), SUM(`current` * `current`), "
-                                 "COUNT(*) FROM `power`.`meters` GROUP BY tbname")
+    # its parts include an expression: never answered from a TSMA (partials.py)
+    assert view.level_sql(1) == ("SELECT /*+ SKIP_TSMA() */ tbname, SUM(`current`), COUNT(`current`), "
+                                 "SUM(`current` * `current`), COUNT(*) FROM `power`.`meters` GROUP BY tbname")
+    assert not view.tsma_safe
     rows = view.tree({1: [("d0", 4.0, 2, 10.0, 2), ("d1", 5.0, 1, 25.0, 1)]})
     assert [r.values["current"] for r in rows] == [1.0, None]
 

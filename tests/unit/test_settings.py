@@ -38,6 +38,7 @@ def test_defaults():
     ("PRODUCER_VNODE_BUFFER_MB", "2", "whole number from 3 to 16384"),
     ("PRODUCER_VNODE_BUFFER_MB", "16385", "whole number from 3 to 16384"),
     ("PRODUCER_VGROUPS", "0", "whole number from 1 to 64"), ("PRODUCER_VGROUPS", "many", "whole number"),
+    ("PRODUCER_TSMA", "yes", "on or off"),
 ])
 def test_bad_values_name_the_variable_and_what_was_expected(name, value, expected):
     with pytest.raises(SettingsError) as caught:

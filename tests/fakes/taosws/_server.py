@@ -264,10 +264,11 @@ CREATE TABLE IF NOT EXISTS _sub (topic TEXT, grp TEXT, PRIMARY KEY (topic, grp))
 CREATE TABLE IF NOT EXISTS _consumer (id INTEGER PRIMARY KEY AUTOINCREMENT, grp TEXT, client_id TEXT,
     topics TEXT, pid INTEGER, subscribe_ms INTEGER, assigned_ms INTEGER, epoch TEXT);
 CREATE TABLE IF NOT EXISTS _ctl (k TEXT PRIMARY KEY, v TEXT);
+CREATE TABLE IF NOT EXISTS _tsma (name TEXT, db TEXT, stable TEXT, interval TEXT, PRIMARY KEY (db, name));
 """
 CONTROL_DEFAULTS = {"epoch": "0", "epoch_ms": "0", "refuse": "0", "latency_s": "0", "root_password": "taosdata",
                     "assignment_delay_s": "0", "tmq_blind": "0", "session_timeout_s": "10",
-                    "slow_sql": ""}
+                    "slow_sql": "", "query_sma_optimize": "1"}
 SERVER_VERSION = "3.3.6.13"
 
 
@@ -369,7 +370,11 @@ class Server:
             raise SqlError(0x0219, "SQL statement too long")
         head = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
         if head == "SELECT":
-            return self.select(sql, current_db)
+            # the one query hint the project writes (3.3.6: keeps a TSMA from answering); the fake
+            # never answers from a TSMA anyway
+            return self.select(_SKIP_TSMA.sub("SELECT ", sql, count=1), current_db)
+        if _CREATE_TSMA.match(sql):
+            return self.create_tsma(sql, current_db)
         tokens = Tokens(sql)
         if tokens.keyword("INSERT", "INTO"):
             return self.insert(tokens, current_db)
@@ -393,6 +398,13 @@ class Server:
             # one column on 3.3.6.13 (tdengine-checked.md); ins_topics has the database too
             rows = self.db.execute("SELECT name FROM _topic ORDER BY name").fetchall()
             return [("topic_name", "BINARY", 192)], rows
+        if tokens.keyword("SHOW", "LOCAL", "VARIABLES"):
+            # the client settings the project reads, as 3.3.6 lists them (name, value, scope,
+            # category, info); querySmaOptimize as compose.yaml sets it for taosAdapter
+            rows = [("querySmaOptimize", self.control("query_sma_optimize"), "client", "local", ""),
+                    ("maxTsmaCalcDelay", "600", "client", "local", "")]
+            return [("name", "VARCHAR", 64), ("value", "VARCHAR", 128), ("scope", "VARCHAR", 16),
+                    ("category", "VARCHAR", 16), ("info", "VARCHAR", 64)], rows
         if tokens.keyword("SHOW", "SUBSCRIPTIONS"):
             return self.select("SELECT * FROM information_schema.ins_subscriptions", None)
         if tokens.keyword("SHOW", "CONSUMERS"):
@@ -580,6 +592,39 @@ class Server:
             rows.append((col.name, col.type, col.length, "TAG" if col.is_tag else "", *codecs))
         return fields, rows
 
+    def create_tsma(self, sql: str, current_db: str | None) -> int:
+        """CREATE TSMA [IF NOT EXISTS] name ON [db.]stable FUNCTION(f(col), ...) INTERVAL(n unit):
+        recorded and listed in ins_tsmas; queries are answered from raw rows as ever. The errors
+        are 3.3.6's (tdengine-checked facts of 2026-12-04)."""
+        match = _CREATE_TSMA.match(sql.strip().rstrip(";"))
+        if not match:
+            raise syntax_error(sql.strip()[:40])
+        name, table = match.group("name"), Tokens(match.group("table"))
+        db, stable = table.qualified()
+        db = db or current_db
+        if db is None:
+            raise SqlError(0x2616, "Database not specified")
+        self.resolve(db, stable, None)
+        for function in re.findall(r"\w+\s*\(([^()]*)\)", match.group("functions")):
+            if function.strip() == "*":
+                raise SqlError(0x2600, 'syntax error near "*))"')
+            if not re.fullmatch(r"\s*`?\w+`?\s*", function):
+                raise SqlError(0x3108, "Invalid tsma func param, only one non-tag column allowed")
+        number, unit = int(match.group("n")), match.group("unit").lower()
+        interval_ms = number * {"m": 60_000, "h": 3_600_000, "d": DAY_MS}.get(unit, 0)
+        if interval_ms < 60_000:
+            raise SqlError(0x3107, "Invalid tsma interval, 1m ~ 1y is allowed")
+        with self.transaction():
+            if self.db.execute("SELECT 1 FROM _tsma WHERE db = ? AND name = ?", (db, name)).fetchone():
+                if match.group("if_not_exists"):
+                    return 0
+                raise SqlError(0x0480, "SMA already exists")
+            if self.db.execute("SELECT COUNT(*) FROM _tsma").fetchone()[0] >= MAX_TSMA_NUM:
+                raise SqlError(0x0486, "Max tsma num exceeded")
+            self.db.execute("INSERT INTO _tsma (name, db, stable, interval) VALUES (?, ?, ?, ?)",
+                            (name, db, stable, f"{interval_ms}a"))
+        return 0
+
     def drop_database(self, tokens: Tokens) -> int:
         if_exists = tokens.keyword("IF", "EXISTS")
         name = tokens.name()
@@ -599,6 +644,7 @@ class Server:
             for topic in topics:
                 self.db.execute("DELETE FROM _sub WHERE topic = ?", (topic,))
             self.db.execute("DELETE FROM _topic WHERE db = ?", (name,))
+            self.db.execute("DELETE FROM _tsma WHERE db = ?", (name,))
             self.db.execute("DELETE FROM _db WHERE name = ?", (name,))
         return 0
 
@@ -959,7 +1005,7 @@ class Server:
 
 
 _SYSTEM_DATABASES = ("information_schema", "performance_schema")
-_KEYWORD_COLUMNS = {"precision", "vgroups", "keep", "replica", "buffer"}  # checked: bare `vgroups` is 0x2600
+_KEYWORD_COLUMNS = {"precision", "vgroups", "keep", "replica", "buffer", "interval"}  # checked: bare `vgroups` is 0x2600
 
 
 def _process_alive(pid: int) -> bool:
@@ -1003,6 +1049,10 @@ _SYSTEM_TABLES = {
     ("information_schema", "ins_stables"): (
         [("stable_name", "VARCHAR", 192), ("db_name", "VARCHAR", 64)],
         lambda now: "(SELECT name AS stable_name, db AS db_name FROM _stable)"),
+    ("information_schema", "ins_tsmas"): (
+        [("tsma_name", "VARCHAR", 192), ("db_name", "VARCHAR", 64), ("table_name", "VARCHAR", 192),
+         ("interval", "VARCHAR", 64)],
+        lambda now: '(SELECT name AS tsma_name, db AS db_name, stable AS table_name, interval AS "interval" FROM _tsma)'),
     ("information_schema", "ins_topics"): (
         [("topic_name", "VARCHAR", 192), ("db_name", "VARCHAR", 64), ("create_time", "TIMESTAMP", 8),
          ("sql", "VARCHAR", 16384), ("schema", "VARCHAR", 16384), ("meta", "VARCHAR", 4),
@@ -1021,6 +1071,12 @@ _SYSTEM_TABLES = {
          ("rebalance_time", "TIMESTAMP", 8), ("parameters", "VARCHAR", 192), ("poll_time", "TIMESTAMP", 8)],
         _consumers_sql),
 }
+_SKIP_TSMA = re.compile(r"^\s*SELECT\s+/\*\+\s*SKIP_TSMA\(\)\s*\*/\s*", re.I)
+_CREATE_TSMA = re.compile(
+    r"^\s*CREATE\s+TSMA\s+(?P<if_not_exists>IF\s+NOT\s+EXISTS\s+)?(?P<name>\w+)\s+ON\s+"
+    r"(?P<table>(?:`[^`]+`|\w+)(?:\.(?:`[^`]+`|\w+))?)\s+FUNCTION\s*\((?P<functions>.*)\)\s*"
+    r"INTERVAL\s*\(\s*(?P<n>\d+)\s*(?P<unit>[a-z])\s*\)\s*$", re.I | re.S)
+MAX_TSMA_NUM = 3  # maxTsmaNum on 3.3.6, for the whole cluster
 _SERVER_VERSION = re.compile(r"^\s*SELECT\s+SERVER_VERSION\s*\(\s*\)\s*;?\s*$", re.I)
 _INTERVAL = re.compile(r"\bINTERVAL\s*\(\s*(\d+)\s*([abusmhdw])\s*\)\s*;?\s*$", re.I)
 # raw units of one interval unit, given raw units per millisecond
