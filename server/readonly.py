@@ -122,7 +122,20 @@ def _encode_varint(value: int) -> bytes:
 
 def refusal(msg_id: int, entity_id: str, kind: int) -> bytes:
     """A `Response` rejecting the request: same msg_id and entity_id, a server_error message."""
-    message = f"read-only server: {request_name(kind)} is not allowed"
+    return error_response(msg_id, entity_id, f"read-only server: {request_name(kind)} is not allowed")
+
+
+def error_response(msg_id: int, entity_id: str, message: str) -> bytes:
+    """A `Response` with a server_error saying `message`."""
     error = _field_bytes(1, message.encode())  # ServerError.message
     return (_encode_varint(1 << 3 | 0) + _encode_varint(msg_id) + _field_bytes(2, entity_id.encode())
             + _field_bytes(_SERVER_ERROR, error))
+
+
+def is_error_response(frame: bytes) -> bool:
+    """The frame is a `Response` carrying a server_error (a Response has Request's layout:
+    msg_id, entity_id, then one message whose field number names it)."""
+    try:
+        return any(number == _SERVER_ERROR and isinstance(body, bytes) for number, body in _fields(frame))
+    except Malformed:
+        return False

@@ -18,7 +18,8 @@ from perspective.virtual_servers import VirtualServerHandler
 from common.logs import event
 from server.schema import TS_SCALE
 
-from .database import HistoryDatabase, NotReady, TooMany
+from .database import HistoryDatabase, NotReady, TooMany, Unavailable
+from .queries import Stopped
 from .sql import AGGREGATES, FILTER_OPS, Refused, identifier, parse_bucket
 from .views import Limits, Row, View, plan
 
@@ -51,6 +52,7 @@ class HistoryHandler(VirtualServerHandler):
                  clock_ms=lambda: int(time.time() * 1000)):
         self.database = database
         self.clock_ms = clock_ms
+        self.failure: str | None = None  # the message of the last request that failed
         self.limits = limits
         self.max_views = max_views
         self.views: dict[str, View] = {}
@@ -230,3 +232,31 @@ def _add_counts(older: list[tuple], newer: list[tuple]) -> list[tuple]:
     for start, count in [*older, *newer]:
         counts[start] = counts.get(start, 0) + int(count)
     return list(counts.items())
+
+
+# What a client may read of a failure: the messages of these say what was refused and why; any
+# other exception is a bug whose text (and Perspective's rendering of its traceback, with file
+# paths) stays in the log.
+TOLD = (Refused, NotReady, TooMany, Unavailable, Stopped)
+
+
+def _remembered(method):
+    """Keep the handler's failure for the worker, which answers the client with it instead of
+    Perspective's text of the Python error (type, value and traceback)."""
+    def call(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as error:
+            if isinstance(error, TOLD):
+                self.failure = str(error)
+            else:
+                self.failure = "the history explorer failed on this request (details in the server log)"
+                log.exception("history request failed")
+            raise
+    call.__name__, call.__doc__ = method.__name__, method.__doc__
+    return call
+
+
+for _name in ("get_features", "get_hosted_tables", "table_schema", "table_size", "table_validate_expression",
+              "table_make_view", "view_delete", "view_schema", "view_size", "view_get_data"):
+    setattr(HistoryHandler, _name, _remembered(getattr(HistoryHandler, _name)))

@@ -264,29 +264,43 @@ class View:
         nodes: dict[int, dict[tuple, dict]] = {}
         for level, rows in levels.items():
             found = nodes.setdefault(level, {})
+            totals: dict[tuple, list] = {}  # a split view's parts per group, all split values merged
             for row in rows:
                 path = list(row[:level])
                 for i, g in enumerate(self.group_by[:level]):
                     if g in self.buckets and path[i] is not None:
                         path[i] //= scale
                 split = tuple(row[level:level + len(self.split_by)])
-                values = list(row[level + len(self.split_by):])
-                if not values.pop():
-                    continue  # a group without rows
-                values = self._values(values)
+                parts = list(row[level + len(self.split_by):])
+                if not parts[-1] and level > 0:
+                    continue  # a group without rows (the total stays: a count of nothing is 0)
+                values = self._values(parts[:-1])
                 cells = found.setdefault(tuple(path), {})
                 if self.split_by:
                     for c, v in zip(self.columns, values):
                         cells["|".join([*(str(s) for s in split), c])] = v
+                    key = tuple(path)
+                    totals[key] = parts if key not in totals else self._merge_values(totals[key], parts)
                 else:
                     cells.update(zip(self.columns, values))
+            for key, parts in totals.items():
+                # Perspective sorts a split view's rows by a column's aggregate over the whole row:
+                # kept under the column's own name, which no split column is called
+                for c, v in zip(self.columns, self._values(parts[:-1])):
+                    if self._aggregate_name(c) not in ("first", "last"):  # no time order across splits
+                        found[key][c] = v
         if sum(len(found) for found in nodes.values()) > self.limits.max_groups:
             raise self.too_many_groups()
         if self.mode == "flat":
             # as Perspective lays a flat grouping out: leaves under their parents' group values
             # (ascending), sorted by the view's sort among siblings
             leaves = self._sorted([Row(0, path, cells) for path, cells in nodes.get(depth, {}).items()], depth)
-            return sorted(leaves, key=lambda row: tuple((v is None, v) for v in row.path[:depth - 1]))
+            descending = {c for c, desc in self.sort if desc}
+            for i in reversed(range(depth - 1)):  # parents outermost, each in its own direction
+                present = [r for r in leaves if r.path[i] is not None]
+                missing = [r for r in leaves if r.path[i] is None]
+                leaves = sorted(present, key=lambda r: r.path[i], reverse=self.group_by[i] in descending) + missing
+            return leaves
         out: list[Row] = []
 
         def visit(level: int, prefix: tuple) -> None:
@@ -302,6 +316,9 @@ class View:
         visit(0, ())
         return out
 
+    def _aggregate_name(self, column: str):
+        return self.aggregates.get(column, DEFAULT_AGGREGATE[self.types[column]])
+
     def _values(self, flat_parts: list) -> list:
         """Each column's value from its parts, as level_sql lists them."""
         out, at = [], 0
@@ -312,19 +329,27 @@ class View:
         return out
 
     def _sorted(self, rows: list[Row], level: int) -> list[Row]:
-        """Siblings by the view's sort (nulls last), else by their group value, ascending."""
+        """Siblings by the view's sort (nulls last), else by their group value, ascending. A
+        group_by column sorts by the group values themselves, as Perspective's."""
         def by_path(row: Row):
             return tuple((v is None, v) for v in row.path[:level])
 
+        def key_of(column: str):
+            if column in self.group_by:
+                index = self.group_by.index(column)
+                return lambda row: row.path[index] if index < level else None
+            return lambda row: row.values.get(column)
+
         rows = sorted(rows, key=by_path)
         for column, desc in reversed([s for s in self.sort if s[0] in self._sortable()]):
-            present = [r for r in rows if r.values.get(column) is not None]
-            missing = [r for r in rows if r.values.get(column) is None]
-            rows = sorted(present, key=lambda r: r.values[column], reverse=desc) + missing
+            key = key_of(column)
+            present = [r for r in rows if key(r) is not None]
+            missing = [r for r in rows if key(r) is None]
+            rows = sorted(present, key=key, reverse=desc) + missing
         return rows
 
     def _sortable(self) -> set[str]:
-        return set(self.view_schema()) if self.split_values or not self.split_by else set(self.columns)
+        return set(self.view_schema()) | set(self.columns) | set(self.group_by)
 
     def _table(self) -> str:
         return f"{identifier(self.schema.database)}.{identifier(self.schema.stable)}"

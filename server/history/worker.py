@@ -25,6 +25,7 @@ from common import logs
 from common.logs import event
 from common.signals import die_with_parent
 from common.tdengine import TDengineSettings
+from server import readonly
 
 from .database import HistoryDatabase
 from .handler import HistoryHandler
@@ -54,7 +55,7 @@ class Worker:
         self.conn = conn
         self.queries = QueryProcess(tdengine, history.timeout_s, log_level)
         self.inbox: collections.deque = collections.deque()
-        self.sessions: dict[int, perspective.VirtualServer] = {}
+        self.sessions: dict[int, tuple[perspective.VirtualServer, HistoryHandler]] = {}
         self.running: int | None = None  # the session whose request is being handled
         self.server_gone = False
 
@@ -74,18 +75,24 @@ class Worker:
         if kind == "open":
             handler = HistoryHandler(RemoteDatabase(self.tdengine, self), self.history.limits,
                                      self.history.max_views)
-            self.sessions[session] = perspective.VirtualServer(handler)
+            self.sessions[session] = (perspective.VirtualServer(handler), handler)
         elif kind == "close":
             self.sessions.pop(session, None)  # its views go with its handler
         elif kind == "request":
-            server = self.sessions.get(session)
-            if server is None:
+            hosted = self.sessions.get(session)
+            if hosted is None:
                 return  # closed while the request waited
-            self.running = session
+            server, handler = hosted
+            self.running, handler.failure = session, None
             try:
                 reply = server.handle_request(payload)  # a handler's exception becomes an error reply
             finally:
                 self.running = None
+            if handler.failure is not None and readonly.is_error_response(reply):
+                # Perspective's text of a Python error carries its traceback (file paths, source
+                # lines): the client gets the handler's own message instead
+                msg_id, entity, _ = readonly.parse_request(payload)
+                reply = readonly.error_response(msg_id, entity, handler.failure)
             self.conn.send(("reply", session, reply))
         # "cancel" read here came after its request had ended: nothing left to stop
 

@@ -203,6 +203,22 @@ def test_a_killed_worker_closes_only_its_sessions_and_is_replaced(history_server
     assert not process_alive(first) and process_alive(second)  # the worker's query process went with it
 
 
+def test_a_refused_view_tells_its_reason_and_nothing_of_the_servers_code(history_server, writer):
+    write_fleet(writer)
+    server = history_server(SERVER_HISTORY_WORKERS="1")
+
+    async def check():
+        async with perspective_client(history_url(server)) as client:
+            table = await client.open_table("meters_history")
+            with pytest.raises(Exception) as refused:
+                await table.view(columns=["current"], filter=[["tbname", "<", "d3"]])
+            return str(refused.value)
+
+    message = asyncio.run(check())
+    assert "filter '<' is not offered for string columns" in message
+    assert "Traceback" not in message and ".py" not in message and "PyErr" not in message, message
+
+
 def test_history_off_when_no_workers(history_server, writer):
     server = history_server(SERVER_HISTORY_WORKERS="0")
     assert "history" not in server.healthz()[1]

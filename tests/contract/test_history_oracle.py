@@ -116,13 +116,27 @@ FIXED = [
     dict(columns=["current"], group_by=["tbname"], aggregates={"current": "stddev"},
          filter=[["current", ">", 19.305]]),  # a meter or two with one value: null stddev (values have 2 decimals: no FLOAT-rounding tie)
     dict(columns=["current", "voltage"], group_rollup_mode="total", aggregates={"current": "mean"}),
+    # sorted by the group values themselves, descending (a tag, then a bucket of time)
+    dict(columns=["current"], group_by=["location", "tbname"], sort=[["location", "desc"]]),
+    dict(columns=["current"], group_by=["hour"], expressions={"hour": HOUR}, sort=[["hour", "desc"]]),
+    # a split view sorted by a column: by its aggregate over the whole row
+    dict(columns=["current"], group_by=["tbname"], split_by=["location"], aggregates={"current": "avg"},
+         sort=[["current", "desc"]]),
+    # nothing matches: the total still counts it, 0
+    dict(columns=["current", "voltage"], group_by=["location"], aggregates={"current": "count", "voltage": "sum"},
+         filter=[["voltage", ">", 1000]]),
 ]
 
 
 @pytest.mark.parametrize("config", FIXED, ids=lambda c: "+".join(c.get("group_by", [])) or c.get("group_rollup_mode", "flat"))
 def test_grouped_views_equal_the_in_memory_table(tables, config):
     virtual, memory = tables
-    same(virtual.view(**config).to_columns(), memory.view(**config).to_columns())
+    got, expected = virtual.view(**config).to_columns(), memory.view(**config).to_columns()
+    if expected.get("__ROW_PATH__") == [[]] and "__ROW_PATH__" not in got:
+        # a view whose only row is the total: Perspective 4.3.0's VirtualServer leaves out a
+        # row path of nothing but nulls (checked: the handler sets __ROW_PATH_0__ to null)
+        del expected["__ROW_PATH__"]
+    same(got, expected)
 
 
 def random_config(rnd: random.Random) -> dict:
@@ -139,12 +153,14 @@ def random_config(rnd: random.Random) -> dict:
         filters.append(["location", "in", rnd.sample(LOCATIONS, 2)])
     config["filter"] = filters
     sortable = [c for c in columns if aggregates[c] in ("sum", "avg")]  # no ties among floats
-    if sortable and not split_by and rnd.random() < 0.5:
+    if sortable and rnd.random() < 0.5:
         config["sort"] = [[rnd.choice(sortable), rnd.choice(["asc", "desc"])]]
+    elif rnd.random() < 0.3:
+        config["sort"] = [[rnd.choice(group_by), rnd.choice(["asc", "desc"])]]
     return config
 
 
-@pytest.mark.parametrize("seed", range(25))
+@pytest.mark.parametrize("seed", range(40))
 def test_random_views_equal_the_in_memory_table(tables, seed):
     virtual, memory = tables
     config = random_config(random.Random(seed))
