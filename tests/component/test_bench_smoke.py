@@ -176,3 +176,28 @@ def test_trend_memory_benchmark_compares_the_ring_with_a_key_per_bucket():
     # both host exactly the window's buckets: 12 x 10 locations
     assert figures["ring"]["rows_hosted"] == figures["key_per_bucket"]["rows_hosted"] == 120
     assert any(line.startswith("a ring of slots:") for line in lines[:-1])
+
+
+def test_explorer_benchmark_times_every_view_and_its_cells_match_the_database(fake_env, tmp_path):
+    env = dict(fake_env, TDENGINE_URL="ws://localhost:6041")
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "explorer.py"), "--database", "explorer_smoke",
+                             "--meters", "4", "--days", "0.01", "--runs", "2", "--reference-rows", "1000",
+                             "--logs", str(tmp_path / "logs")], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    figures = json.loads(lines[-1])
+    assert figures["metric"] == "explorer_p95_ms_worst" and figures["unit"] == "ms" and figures["value"] > 0
+    assert figures["created"] is True and figures["rows_in_range"] == 4 * 144  # the producer's backfill
+    views = figures["views"]
+    assert len(views) == 7
+    for view in views:  # every view answered every run, on /history and on the in-memory reference
+        assert figures[f"{view}_runs"] == 2 and figures[f"{view}_errors"] == 0, view
+        assert 0 < figures[f"{view}_p50_ms"] <= figures[f"{view}_p95_ms"], view
+        assert figures[f"{view}_reference_p95_ms"] > 0 and figures[f"{view}_ratio"] > 0, view
+    # the explorer's cells equal direct SQL, and the reference (holding every row) saw the same
+    assert figures["spot_checks"] > len(views) and figures["spot_checks_failed"] == 0, figures["spot_check_failures"]
+    assert figures["spot_checks_passed"] + figures["spot_checks_skipped"] == figures["spot_checks"]
+    assert figures["reference_rows"] == figures["rows_in_range"] and figures["cross_check_differences"] == 0
+    assert figures["rss_start_mib"]["explorer"] > 0 and figures["explorer_rss_growth_mib"] is not None
+    assert figures["log_problems"]["server"]["count"] == 0
+    assert any(line.startswith("run 2: ") for line in lines) and "measure the fake" in result.stdout
