@@ -101,3 +101,24 @@ def test_with_the_hourly_tsma_older_ranges_read_it_and_the_newest_and_stddev_do_
                                                    aggregates={"current": "stddev"}), Limits(1000, 100, 1000))
     assert not stddev.tsma_safe and "SKIP_TSMA" in stddev.level_sql(1)
     assert len(list(conn.query(stddev.level_sql(1)))) == 3  # answered: the adapter is alive
+
+
+def test_limit_after_partition_by_applies_per_partition_unless_ordered(td):
+    """Why the explorer never bounds a grouped query with LIMIT (it reads at most cap + 1 rows of
+    a result instead: database.py): on 3.3.6 a LIMIT after PARTITION BY, or after GROUP BY
+    tbname, applies to each partition unless the query is ordered."""
+    if td.name == "fake":
+        pytest.skip("the fake applies LIMIT to the whole result; no query of the project relies on either")
+    conn = td.meters()
+    ts = now_ms()
+    for m in range(3):
+        conn.execute(f"INSERT INTO {td.db}.d{m} USING {td.db}.meters TAGS ({m}, 'L') VALUES "
+                     + " ".join(f"({ts - k * 1000}, {m}.5, 200, 0.1)" for k in range(5)))
+
+    def rows(tail: str) -> int:
+        return len(list(conn.query(f"SELECT tbname, COUNT(*) FROM {td.db}.meters {tail}")))
+
+    assert len(list(conn.query(f"SELECT tbname, ts FROM {td.db}.meters PARTITION BY tbname LIMIT 2"))) == 6
+    assert len(list(conn.query(f"SELECT tbname, ts FROM {td.db}.meters PARTITION BY tbname ORDER BY ts DESC LIMIT 2"))) == 2
+    assert rows("PARTITION BY tbname LIMIT 2") == 3 and rows("GROUP BY tbname LIMIT 2") == 3
+    assert rows("PARTITION BY tbname ORDER BY tbname LIMIT 2") == 2
