@@ -74,6 +74,12 @@ class Health:
             self._recent.popleft()
         return sum(rows for _, rows in self._recent) / RATE_WINDOW_S
 
+    def _older_than_window(self, newest_ms: int | None, now: float) -> bool:
+        """The database's newest row (the reader looks while it has delivered nothing) lies
+        before the window: its producer stopped, and there is nothing to host."""
+        return (newest_ms is not None and self.window is not None
+                and now - newest_ms / 1000 > self.window["s"])
+
     def snapshot(self, now: float, clients: int, table_rows: int | None, engine_queue: int = 0) -> tuple[int, dict]:
         """(HTTP status, body): 200 while the newest row is fresh, 503 otherwise."""
         reader = self.reader
@@ -88,6 +94,10 @@ class Health:
             reason = f"database unreachable: {reader.get('last_error') or reader.get('waiting_for')}"
         elif reader.get("waiting_for"):
             reason = f"waiting for the database: {reader['waiting_for']}"
+        elif lag_ms is None and self._older_than_window(reader.get("database_newest_ms"), now):
+            age_s = now - reader["database_newest_ms"] / 1000
+            reason = (f"no rows in the window: the newest row in the database is {age_s:.1f} s old "
+                      f"(older than the window, {self.window['s']:g} s)")
         elif lag_ms is None:
             reason = "no rows delivered yet"
         else:

@@ -86,7 +86,8 @@ class Reader:
                        "rebuilds": 0, "duplicates_dropped": 0, "late_rows_dropped": 0,
                        "gaps_repaired": 0, "rows_repaired": 0, "last_repair": None, "window_refills": 0,
                        "assignment_wait_s": None, "consumer_group": None, "last_error": None,
-                       "unsupported_columns": [], "aggregates": None, "ticks_whole": 0, "ticks_cut": 0}
+                       "unsupported_columns": [], "aggregates": None, "ticks_whole": 0, "ticks_cut": 0,
+                       "database_newest_ms": None}
         self.last_status = 0.0
         self.sessions = 0  # sessions that got as far as reading
         # poll mode: rows delivered and rows missed per chunk of row time (see audit)
@@ -189,6 +190,8 @@ class Reader:
         live += self.backfill()
         for rows in live:
             self.deliver(rows)
+        if self.dedup.watermark() is None:
+            self.newest_in_database()  # an empty window: say how old the data is (health.py)
         self.status["phase"] = "live"
         if self.subscribing:
             event(log, logging.INFO, "live", topic=topic, group=self.group)
@@ -321,8 +324,8 @@ class Reader:
         """Deliver subscription messages and reconcile the window. A failed poll or query raises
         at once (Unavailable: the next session rebuilds both); when no message comes, the query
         connection is checked every PROBE_AFTER_S, so a TDengine restart is noticed within about a
-        second, and a silent stall (no message while the database has newer rows) after
-        SERVER_STALL_TIMEOUT."""
+        second, and a silent stall (no message while the database has rows of the window newer
+        than those delivered: `owed_after`) after SERVER_STALL_TIMEOUT."""
         last_message = last_probe = last_reconcile = last_cleanup = self.mono()
         every = self.settings.reconcile_every_s
         while not self.stop.is_set():
@@ -349,11 +352,33 @@ class Reader:
                 last_probe = now
                 self.source.rows(PROBE_SQL)
                 if quiet >= self.settings.stall_timeout_s:
-                    newest = self.source.rows(self.schema.newest_sql())
-                    watermark = self.dedup.watermark()
-                    if newest and (watermark is None or newest[0][0] > watermark):
+                    newest = self.newest_in_database()
+                    owed = self.owed_after()
+                    if newest is not None and newest > owed:
                         raise Rebuild(f"no message for {quiet:.1f} s while the database has newer rows "
-                                      f"({newest[0][0]} > {watermark})")
+                                      f"({newest} > {owed})")
+
+    def owed_after(self) -> int:
+        """A database row newer than this (raw units) is one the subscription owes: newer than
+        the newest delivered and inside the window, which the backfill has read. Without the
+        window's start, a database whose producer stopped longer than a window ago (nothing
+        delivered, watermark None) always seemed to hold newer rows, and the reader rebuilt its
+        subscription every SERVER_STALL_TIMEOUT, forever, for rows it would never host (benchmark
+        on 3.3.6; component test
+        test_rows_all_older_than_the_window_cause_no_rebuild_and_new_rows_arrive_once)."""
+        window_start = int((self.wall() - self.settings.window_s) * 1000) * TS_SCALE[self.schema.precision]
+        watermark = self.dedup.watermark()
+        return window_start if watermark is None else max(watermark, window_start)
+
+    def newest_in_database(self) -> int | None:
+        """The database's newest row (raw units; None when it has none). While nothing has been
+        delivered it is reported, so /healthz can say the window is empty because the data is old."""
+        found = self.source.rows(self.schema.newest_sql())
+        newest = int(found[0][0]) if found and found[0][0] is not None else None
+        if self.dedup.watermark() is None:
+            scale = TS_SCALE[self.schema.precision]
+            self.status["database_newest_ms"] = None if newest is None else newest // scale
+        return newest
 
     def coalesce(self, rows: list[tuple]) -> list[tuple]:
         """A tick's messages are gathered into one batch (ticks.py): one update, one

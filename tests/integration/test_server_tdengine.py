@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from producer.database import CREATE_DATABASE, CREATE_STABLE, DEFAULT_BUFFER_MB
 from tests.integration.equality import assert_hosted_equals_database, execute, hosted
 from tests.integration.equality import query as execute_query
 from tests.integration.fleet import FLEET, INTERVAL_MS, METERS, SERVER
@@ -85,4 +86,36 @@ def test_a_late_row_inside_the_bound_is_delivered_one_beyond_is_counted(mode, se
     keys, _ = hosted(server.websocket_url)
     assert inside in keys and beyond not in keys
     assert server.healthz()[1]["late_rows_dropped"] == 1
+    assert server.stop()[0] == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_rows_all_older_than_the_window_cause_no_rebuild_and_new_rows_arrive_once(mode, service_env, tdengine_server,
+                                                                                  test_database, tmp_path, logs):
+    """The producer stopped longer than a window ago (benchmark on 3.3.6): the stall watchdog
+    compared the newest row with the newest delivered, none, and rebuilt the subscription every
+    SERVER_STALL_TIMEOUT, forever, never hosting anything."""
+    db = test_database
+    execute(tdengine_server, db, CREATE_DATABASE.format(db=db, keep=7, buffer=DEFAULT_BUFFER_MB, vgroups=1))
+    execute(tdengine_server, db, CREATE_STABLE.format(db=db))
+
+    def insert(ts: int) -> set[tuple[str, int]]:
+        meters = [f"d{m}" for m in range(3)]
+        execute(tdengine_server, db, "INSERT INTO " + " ".join(
+            f"{db}.{name} USING {db}.meters TAGS ({m + 1}, 'site{m}') VALUES ({ts}, 1.5, 230, 0.25)"
+            for m, name in enumerate(meters)))
+        return {(name, ts) for name in meters}
+
+    old = insert(int(time.time() * 1000) - 5 * 60_000)
+    server = logs.process("server", ServerProcess(service_env, tmp_path, SERVER_MODE=mode,
+                                                  **{**SERVER, "SERVER_WINDOW": "1m", "SERVER_STALL_TIMEOUT": "1s"}))
+    server.wait_health(lambda h: h["phase"] == "live", timeout_s=60)
+    time.sleep(4)  # the watchdog looks every second once quiet for SERVER_STALL_TIMEOUT
+    body = server.healthz()[1]
+    assert "no message for" not in server.output() and body["rebuilds"] == 0, server.output()
+    assert "older than the window" in body["reason"], body["reason"]
+    insert(int(time.time() * 1000))  # the producer writes again
+    server.wait_health(lambda h: h["rows_delivered"] == 3, timeout_s=30)
+    assert_hosted_equals_database(server.websocket_url, tdengine_server, db, never_delivered=frozenset(old))
+    assert server.healthz()[1]["rebuilds"] == 0
     assert server.stop()[0] == 0
