@@ -15,6 +15,20 @@ const NEEDED = ["ts", "current", "voltage", "phase", "location", "groupid"];
 export const TIME_BUCKET = "ts (10 s)";
 export const TIME_BUCKET_EXPRESSION = `bucket("ts", '10s')`;
 
+/** A workspace of two rows of two viewers: `rows` of widget names, the rows' heights and each row's widths. */
+function twoByTwo(rows, heights, widths) {
+    const tab = (widget) => ({ type: "tab-area", widgets: [widget], currentIndex: 0 });
+    const row = (widgets, sizes) => ({ type: "split-area", orientation: "horizontal", sizes, children: widgets.map(tab) });
+    return {
+        main: {
+            type: "split-area",
+            orientation: "vertical",
+            sizes: heights,
+            children: [row(rows[0], widths[0]), row(rows[1], widths[1])],
+        },
+    };
+}
+
 /**
  * The meters layout fits a server that hosts the meters columns and the aggregates; anything else
  * gets a plain grid.
@@ -32,33 +46,7 @@ export function metersLayout() {
     const readOnly = { edit_mode: "READ_ONLY" };
     return {
         sizes: [1],
-        detail: {
-            main: {
-                type: "split-area",
-                orientation: "vertical",
-                sizes: [0.55, 0.45],
-                children: [
-                    {
-                        type: "split-area",
-                        orientation: "horizontal",
-                        sizes: [0.6, 0.4],
-                        children: [
-                            { type: "tab-area", widgets: ["grid"], currentIndex: 0 },
-                            { type: "tab-area", widgets: ["latest"], currentIndex: 0 },
-                        ],
-                    },
-                    {
-                        type: "split-area",
-                        orientation: "horizontal",
-                        sizes: [0.6, 0.4],
-                        children: [
-                            { type: "tab-area", widgets: ["voltage"], currentIndex: 0 },
-                            { type: "tab-area", widgets: ["current"], currentIndex: 0 },
-                        ],
-                    },
-                ],
-            },
-        },
+        detail: twoByTwo([["grid", "latest"], ["voltage", "current"]], [0.55, 0.45], [[0.6, 0.4], [0.6, 0.4]]),
         viewers: {
             grid: {
                 table: TREND,
@@ -152,33 +140,8 @@ export function historyLayout() {
     const hourly = { expressions: { [HOUR]: HOUR_EXPRESSION }, group_by: [HOUR], split_by: ["location"] };
     return {
         sizes: [1],
-        detail: {
-            main: {
-                type: "split-area",
-                orientation: "vertical",
-                sizes: [0.5, 0.5],
-                children: [
-                    {
-                        type: "split-area",
-                        orientation: "horizontal",
-                        sizes: [0.5, 0.5],
-                        children: [
-                            { type: "tab-area", widgets: ["history-voltage"], currentIndex: 0 },
-                            { type: "tab-area", widgets: ["history-current"], currentIndex: 0 },
-                        ],
-                    },
-                    {
-                        type: "split-area",
-                        orientation: "horizontal",
-                        sizes: [0.6, 0.4],
-                        children: [
-                            { type: "tab-area", widgets: ["history-hours"], currentIndex: 0 },
-                            { type: "tab-area", widgets: ["history-meters"], currentIndex: 0 },
-                        ],
-                    },
-                ],
-            },
-        },
+        detail: twoByTwo([["history-voltage", "history-current"], ["history-hours", "history-meters"]],
+            [0.5, 0.5], [[0.5, 0.5], [0.6, 0.4]]),
         viewers: {
             "history-voltage": {
                 table: HISTORY, title: "Voltage by location, hourly", plugin: "Y Line", theme: THEME,
