@@ -21,7 +21,7 @@ from server.schema import TS_SCALE
 from .database import HistoryDatabase, NotReady, TooMany, Unavailable
 from .queries import Stopped
 from .sql import AGGREGATES, FILTER_OPS, Refused, identifier, parse_bucket
-from .views import Limits, Row, View, plan
+from .views import SKIP_TSMA, Limits, Row, View, plan
 
 log = logging.getLogger("server.history")
 
@@ -83,7 +83,18 @@ class HistoryHandler(VirtualServerHandler):
 
     def table_size(self, table):
         schema = self._schema(table)
-        return int(self.database.rows(f"SELECT COUNT(*) FROM {identifier(schema.database)}.{identifier(schema.stable)}")[0][0])
+        name, time_column = f"{identifier(schema.database)}.{identifier(schema.stable)}", identifier(schema.time_column)
+        interval, scale = self.database.tsma_ms(schema.stable), TS_SCALE[schema.precision]
+
+        def count(sql: str) -> int:
+            found = self.database.rows(sql)
+            return int(found[0][0]) if found and found[0][0] is not None else 0
+
+        if not interval:
+            return count(f"SELECT COUNT(*) FROM {name}")
+        boundary = (self.clock_ms() - TSMA_SETTLE_MS) // interval * interval * scale  # as _tsma_boundary
+        return (count(f"SELECT COUNT(*) FROM {name} WHERE {time_column} < {boundary}")
+                + count(f"SELECT {SKIP_TSMA}COUNT(*) FROM {name} WHERE {time_column} >= {boundary}"))
 
     def table_validate_expression(self, table, expression):
         parse_bucket(expression, self._schema(table))
@@ -171,22 +182,50 @@ class HistoryHandler(VirtualServerHandler):
         if not view.newest_first:
             return view.flat_rows(self.database.rows(view.page_sql(start, end - start)))
         # Newest first: walk the counts down to the minute holding row `start`, then read from
-        # that minute's end with an offset of less than a minute's rows.
-        skipped, below = 0, None
-        for hour, count in index.hours:
+        # that minute's end with an offset of less than a minute's rows, and only as far back
+        # as the rows asked for reach: ordered by time and meter, an unbounded read sorted every
+        # row below the bound (5 s for the newest 100 of 100.8 M rows, bench/explorer.py).
+        skipped, below, hour_at = 0, None, None
+        for position, (hour, count) in enumerate(index.hours):
             if skipped + count <= start:
                 skipped += count
                 continue
-            if hour not in index.minutes:
-                index.minutes[hour] = self._counts(view, MINUTE_MS, hour, hour + HOUR_MS)
-            below = hour + HOUR_MS
-            for minute, minute_count in index.minutes[hour]:
+            minutes = self._minutes(view, index, hour)
+            below, hour_at = hour + HOUR_MS, position
+            for minute, minute_count in minutes:
                 if skipped + minute_count > start:
                     break
                 skipped += minute_count
                 below = minute
             break
-        return view.flat_rows(self.database.rows(view.page_sql(start - skipped, end - start, below)))
+        offset = start - skipped
+        return view.flat_rows(self.database.rows(view.page_sql(
+            offset, end - start, below, self._reach(index, hour_at, below, offset + end - start))))
+
+    def _minutes(self, view: View, index: FlatIndex, hour: int) -> list[tuple[int, int]]:
+        if hour not in index.minutes:
+            index.minutes[hour] = self._counts(view, MINUTE_MS, hour, hour + HOUR_MS)
+        return index.minutes[hour]
+
+    @staticmethod
+    def _reach(index: FlatIndex, hour_at: int | None, below: int | None, rows: int) -> int | None:
+        """The start of the oldest bucket needed for `rows` rows below `below`: the minutes of
+        the hour holding it, then whole older hours; None (no lower bound) when they run out."""
+        if hour_at is None or below is None:
+            return None
+        held, lower = 0, None
+        hour = index.hours[hour_at][0]
+        for minute, count in index.minutes.get(hour, []):
+            if minute >= below:
+                continue
+            held, lower = held + count, minute
+            if held >= rows:
+                return lower
+        for older, count in index.hours[hour_at + 1:]:
+            held, lower = held + count, older
+            if held >= rows:
+                return lower
+        return None
 
     def _counts(self, view: View, bucket_ms: int, from_ms=None, below_ms=None) -> list[tuple[int, int]]:
         """Non-empty buckets, newest first, as (start in epoch ms, rows), from raw rows."""

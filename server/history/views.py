@@ -126,13 +126,13 @@ class View:
         extra = " AND ".join(bounds)
         return f"{self.where} AND ({extra})" if self.where else f" WHERE {extra}"
 
-    def page_sql(self, offset: int, limit: int, below_ms: int | None = None) -> str:
-        """`limit` rows from `offset`, of the rows older than `below_ms` (epoch ms) if given."""
+    def page_sql(self, offset: int, limit: int, below_ms: int | None = None, from_ms: int | None = None) -> str:
+        """`limit` rows from `offset`, of the rows in [from_ms, below_ms) (epoch ms) if given."""
         if limit > self.limits.max_rows_per_read:
             raise Refused(f"a read of {limit:,} rows; at most {self.limits.max_rows_per_read:,} "
                           "(SERVER_HISTORY_MAX_ROWS) at once")
         return (f"SELECT {self._select_sql(self._select_list())} FROM {self._table()}"
-                f"{self._where_in_time(None, below_ms)}{self._order_by()} LIMIT {int(limit)} OFFSET {int(offset)}")
+                f"{self._where_in_time(from_ms, below_ms)}{self._order_by()} LIMIT {int(limit)} OFFSET {int(offset)}")
 
     def counts_sql(self, bucket_ms: int, from_ms: int | None = None, below_ms: int | None = None,
                    raw: bool = False) -> str:

@@ -176,7 +176,7 @@ def test_flat_views_page_newest_first_from_any_row(tables, window):
     config = dict(columns=["tbname", "ts", "current", "location"])
     ordered = dict(config, sort=[["ts", "desc"], ["tbname", "asc"]])
     view = virtual.view(**config)
-    assert view.num_rows() == METERS * ROWS_PER_METER
+    assert view.num_rows() == virtual.size() == METERS * ROWS_PER_METER
     same(view.to_columns(start_row=start, end_row=end), memory.view(**ordered).to_columns(start_row=start, end_row=end))
 
 
