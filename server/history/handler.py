@@ -116,14 +116,20 @@ class HistoryHandler(VirtualServerHandler):
                 raise Refused(f"split_by {view.split_by} has more than {self.limits.max_split_columns:,} "
                               "values (SERVER_HISTORY_MAX_SPLIT_COLUMNS)") from None
         if view.grouped:
+            wanted = view.levels()
+            # the deepest level alone when the others merge from it (views.roll_up): a rollup of
+            # two levels read 100.8 M rows once instead of three times
+            asked = [max(wanted)] if view.derivable else wanted
             levels = {}
-            for depth in view.levels():
+            for depth in asked:
                 try:
                     levels[depth] = self._in_two(
                         boundary, lambda **bounds: view.level_sql(depth, **bounds), view.level_row_cap(),
                         lambda older, newer: view.merge_levels(depth, older, newer))
                 except TooMany:
                     raise view.too_many_groups() from None
+            if view.derivable:
+                levels = {depth: view.roll_up(levels[asked[0]], asked[0], depth) for depth in wanted}
             self.trees[view_id] = view.tree(levels)
         else:
             counts = self._in_two(boundary, lambda **bounds: view.counts_sql(HOUR_MS, **bounds), None, _add_counts)

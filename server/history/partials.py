@@ -103,7 +103,7 @@ def parts(column: str, kind: str, name) -> Parts:
     fn = AGGREGATES[kind][name]
     one = lambda merge: Parts((f"{fn}({column})",), _each(merge), lambda p: p[0])  # noqa: E731
     if name == "count":
-        return one(_add)
+        return Parts((f"{fn}({column})",), _each(_add), lambda p: p[0] or 0)  # of nothing: 0
     if name == "sum":
         return one(_add)
     if name in ("min", "low"):

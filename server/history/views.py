@@ -221,6 +221,28 @@ class View:
         does with such a part crashes taosAdapter's client library on 3.3.6: partials.py)."""
         return not any(self.parts(c).expression for c in self.columns)
 
+    @property
+    def derivable(self) -> bool:
+        """Every upper level can be merged from the deepest one's parts: no first or last,
+        which go by time across groups that are not disjoint in time."""
+        return all(self._aggregate_name(c) not in ("first", "last") for c in self.columns)
+
+    def roll_up(self, rows: list[tuple], depth: int, to: int) -> list[tuple]:
+        """Level `to`'s rows from level `depth`'s (level_sql's shape), parts merged by the first
+        `to` group values and the split values: one query instead of one per level."""
+        if to == depth:
+            return rows
+        splits = len(self.split_by)
+        merged: dict[tuple, list] = {}
+        for row in rows:
+            key = tuple(row[:to]) + tuple(row[depth:depth + splits])
+            values = list(row[depth + splits:])
+            merged[key] = values if key not in merged else self._merge_values(merged[key], values)
+        if to == 0 and not merged and not splits:
+            # no group had a row: the total still is one, of nothing (a count of 0)
+            return [tuple([None] * sum(len(self.parts(c).sql) for c in self.columns) + [0])]
+        return [key + tuple(values) for key, values in merged.items()]
+
     def merge_levels(self, depth: int, older: list[tuple], newer: list[tuple]) -> list[tuple]:
         """One level's rows from its two time ranges' (level_sql's shape), parts merged."""
         width = depth + len(self.split_by)
