@@ -110,3 +110,18 @@ def test_split_values_without_rows_are_not_columns():
     view = plan(METERS, dict(columns=["current"], group_by=["tbname"], split_by=["location"]), LIMITS)
     view.set_split_values([("a", 3), ("b", 0)])   # GROUP BY on a tag lists "b" with no row
     assert list(view.view_schema()) == ["a|current"]
+
+
+def test_upper_levels_merge_from_the_deepest_unless_first_or_last():
+    view = plan(METERS, dict(columns=["current", "voltage"], group_by=["location", "tbname"], split_by=["groupid"],
+                             aggregates={"current": "mean", "voltage": "max"}), LIMITS)
+    assert view.derivable
+    deepest = [("a", "d0", 1, 2.0, 2, 220, 2), ("a", "d1", 1, 4.0, 1, 230, 1), ("b", "d2", 2, 9.0, 3, 210, 3)]
+    assert sorted(view.roll_up(deepest, 2, 1)) == [("a", 1, 6.0, 3, 230, 3), ("b", 2, 9.0, 3, 210, 3)]
+    assert sorted(view.roll_up(deepest, 2, 0)) == [(1, 6.0, 3, 230, 3), (2, 9.0, 3, 210, 3)]
+    flat = plan(METERS, dict(columns=["current"], group_by=["location"], aggregates={"current": "count"},
+                             filter=[["voltage", ">", 1000]]), LIMITS)
+    assert flat.roll_up([], 1, 0) == [(None, 0)]  # nothing matched: the total counts 0
+    assert flat.tree({0: flat.roll_up([], 1, 0), 1: []})[0].values == {"current": 0}
+    assert not plan(METERS, dict(columns=["current"], group_by=["location"], aggregates={"current": "last"}),
+                    LIMITS).derivable
