@@ -57,7 +57,9 @@ CREATE_STABLE = (
 # maxTsmaNum): when there is no room the explorer reads raw rows, only slower.
 _TSMA_FUNCTIONS = ", ".join(["count(ts)"] + [f"{f}({c})" for c in ("current", "voltage", "phase")
                                              for f in ("sum", "count", "min", "max", "first", "last")])
-CREATE_TSMA = ("CREATE TSMA IF NOT EXISTS meters_1h ON {db}.meters FUNCTION(" + _TSMA_FUNCTIONS
+# A TSMA's name is the cluster's, not the database's (3.3.6: meters_1h of one database made
+# CREATE TSMA IF NOT EXISTS meters_1h of another fail with [0x0480] SMA already exists).
+CREATE_TSMA = ("CREATE TSMA IF NOT EXISTS {db}_meters_1h ON {db}.meters FUNCTION(" + _TSMA_FUNCTIONS
                + ") INTERVAL(1h)")
 NEWEST_PER_METER = ("SELECT tbname, CAST(LAST_ROW(ts) AS BIGINT) AS ts_ms FROM {db}.meters "
                     "PARTITION BY tbname")

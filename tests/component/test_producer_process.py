@@ -92,7 +92,7 @@ def test_the_hourly_tsma_is_made_unless_off_and_no_room_for_it_is_only_a_warning
     producer = run_producer(PRODUCER_METERS=2, PRODUCER_BACKFILL="0")
     producer.wait_for("event=connected")
     assert producer.stop()[0] == 0
-    assert list(conn.query(tsmas)) == [("meters_1h", "power", "3600000a")]
+    assert list(conn.query(tsmas)) == [("power_meters_1h", "power", "3600000a")]
     conn.execute("DROP DATABASE power")
     off = run_producer(PRODUCER_METERS=2, PRODUCER_BACKFILL="0", PRODUCER_TSMA="off")
     off.wait_for("event=connected")

@@ -110,3 +110,26 @@ def test_sql_longer_than_the_limit_is_refused_and_ours_fit(td):
     assert len(too_long) > 1_048_576
     with pytest.raises(td.taosws.QueryError, match=r"^\[0x0219\].*SQL statement too long"):
         conn.execute(too_long)
+
+
+def test_tsma_names_are_the_clusters_so_the_producer_names_its_by_database(td):
+    """CREATE TSMA IF NOT EXISTS of a name another database's TSMA has fails with [0x0480] (3.3.6):
+    the producer's is <database>_meters_1h, and a second CREATE of its own is a no-op."""
+    from producer.database import CREATE_TSMA
+
+    conn = td.meters()
+    other = f"{td.db}_x"
+    conn.execute(f"CREATE DATABASE {other}")
+    try:
+        conn.execute(f"CREATE STABLE {other}.meters (ts TIMESTAMP, v INT) TAGS (t INT)")
+        conn.execute(f"CREATE TSMA IF NOT EXISTS {td.db}_meters_1h ON {other}.meters FUNCTION(sum(v)) INTERVAL(1h)")
+        with pytest.raises(td.taosws.QueryError, match=r"^\[0x0480\]"):
+            conn.execute(CREATE_TSMA.format(db=td.db))  # the name is taken, in another database
+        conn.execute(f"DROP DATABASE {other}")  # drops its TSMA too
+        conn.execute(CREATE_TSMA.format(db=td.db))
+        conn.execute(CREATE_TSMA.format(db=td.db))  # IF NOT EXISTS, its own: nothing happens
+        names = [row[0] for row in conn.query(
+            f"SELECT tsma_name FROM information_schema.ins_tsmas WHERE db_name = '{td.db}'")]
+        assert names == [f"{td.db}_meters_1h"]
+    finally:
+        conn.execute(f"DROP DATABASE IF EXISTS {other}")

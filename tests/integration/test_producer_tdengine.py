@@ -64,7 +64,7 @@ def test_several_writers_with_their_buffer_and_a_dropped_subtable(service_env, t
         time.sleep(0.05)
     assert producer.output().count("backfill done") == 3, producer.output()
     options = query(tdengine_server, test_database, DATABASE_OPTIONS.format(db=test_database))
-    assert [(buffer, keep_days_of(keep)) for buffer, keep in options] == [(24, 7)]
+    assert [(buffer, keep_days_of(keep)) for buffer, keep, _ in options] == [(24, 7)]
     time.sleep(1.0)  # live ticks without USING
     execute(tdengine_server, test_database, f"DROP TABLE IF EXISTS {test_database}.d12")
     dropped_at = int(time.time() * 1000)
@@ -87,4 +87,4 @@ def test_several_writers_with_their_buffer_and_a_dropped_subtable(service_env, t
     assert again.stop()[0] == 0
     assert "from_mb=24 to_mb=32" in again.output() and "from_days=7 to_days=9" in again.output()
     options = query(tdengine_server, test_database, DATABASE_OPTIONS.format(db=test_database))
-    assert [(buffer, keep_days_of(keep)) for buffer, keep in options] == [(32, 9)]
+    assert [(buffer, keep_days_of(keep)) for buffer, keep, _ in options] == [(32, 9)]

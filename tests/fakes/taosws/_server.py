@@ -264,7 +264,7 @@ CREATE TABLE IF NOT EXISTS _sub (topic TEXT, grp TEXT, PRIMARY KEY (topic, grp))
 CREATE TABLE IF NOT EXISTS _consumer (id INTEGER PRIMARY KEY AUTOINCREMENT, grp TEXT, client_id TEXT,
     topics TEXT, pid INTEGER, subscribe_ms INTEGER, assigned_ms INTEGER, epoch TEXT);
 CREATE TABLE IF NOT EXISTS _ctl (k TEXT PRIMARY KEY, v TEXT);
-CREATE TABLE IF NOT EXISTS _tsma (name TEXT, db TEXT, stable TEXT, interval TEXT, PRIMARY KEY (db, name));
+CREATE TABLE IF NOT EXISTS _tsma (name TEXT PRIMARY KEY, db TEXT, stable TEXT, interval TEXT);
 """
 CONTROL_DEFAULTS = {"epoch": "0", "epoch_ms": "0", "refuse": "0", "latency_s": "0", "root_password": "taosdata",
                     "assignment_delay_s": "0", "tmq_blind": "0", "session_timeout_s": "10",
@@ -615,8 +615,10 @@ class Server:
         if interval_ms < 60_000:
             raise SqlError(0x3107, "Invalid tsma interval, 1m ~ 1y is allowed")
         with self.transaction():
-            if self.db.execute("SELECT 1 FROM _tsma WHERE db = ? AND name = ?", (db, name)).fetchone():
-                if match.group("if_not_exists"):
+            # names are the cluster's: IF NOT EXISTS is a no-op only for the same database's
+            existing = self.db.execute("SELECT db FROM _tsma WHERE name = ?", (name,)).fetchone()
+            if existing:
+                if match.group("if_not_exists") and existing[0] == db:
                     return 0
                 raise SqlError(0x0480, "SMA already exists")
             if self.db.execute("SELECT COUNT(*) FROM _tsma").fetchone()[0] >= MAX_TSMA_NUM:
