@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from perspective.virtual_servers import VirtualServerHandler
 
 from common.logs import event
-from server.schema import TS_SCALE
+from server.schema import SKIP_TSMA, TS_SCALE
 
 from .database import HistoryDatabase, NotReady, TooMany, Unavailable
 from .queries import Stopped
 from .sql import AGGREGATES, FILTER_OPS, Refused, identifier, parse_bucket
-from .views import SKIP_TSMA, Limits, Row, View, plan
+from .views import Limits, Row, View, plan
 
 log = logging.getLogger("server.history")
 

@@ -21,14 +21,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from server.schema import TBNAME, TS_SCALE, TableSchema
+from server.schema import SKIP_TSMA, TBNAME, TS_SCALE, TableSchema
 
 from . import partials
 from .partials import Parts
 from .sql import DEFAULT_AGGREGATE, Bucket, Refused, identifier, parse_bucket, where
 
-# A query hint that keeps TDengine from answering from a TSMA (tdengine 3.3.6 hint syntax).
-SKIP_TSMA = "/*+ SKIP_TSMA() */ "
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,10 @@ def test_with_the_hourly_tsma_older_ranges_read_it_and_the_newest_and_stddev_do_
         assert time.monotonic() < deadline, "the older range never read the TSMA"
         time.sleep(0.5)
     assert not reads_tsma(view.level_sql(1, from_ms=boundary, raw=True))
+    # the live reader's counts decide what is missing: raw rows, even over whole hours
+    live = from_describe(td.db, "meters", "ts", "ms", list(conn.query(f"DESCRIBE {td.db}.meters")))
+    assert not reads_tsma(live.count_sql(t0, boundary))
+    assert not reads_tsma(live.chunk_counts_sql(t0, boundary, 3_600_000))
     stddev = plan(database.schema("meters"), dict(columns=["current"], group_by=["location"],
                                                    aggregates={"current": "stddev"}), Limits(1000, 100, 1000))
     assert not stddev.tsma_safe and "SKIP_TSMA" in stddev.level_sql(1)
