@@ -31,6 +31,7 @@ SUFFIX = "_history"
 # (measured on 3.3.6, 2026-12-04). So rows newer than the TSMA window that closed at least this
 # long ago are read raw, in a second query whose parts are merged with the first (partials.py).
 TSMA_SETTLE_MS = 60_000
+TSMA_RECHECK_MS = 30_000  # a TSMA created, dropped, or querySmaOptimize changed: seen this late
 # Rows per time bucket of a flat view: hourly counts locate the hour of a row index, then
 # per-minute counts inside that hour, so no OFFSET skips more than one minute's rows.
 HOUR_MS, MINUTE_MS = 3_600_000, 60_000
@@ -53,6 +54,7 @@ class HistoryHandler(VirtualServerHandler):
         self.database = database
         self.clock_ms = clock_ms
         self.failure: str | None = None  # the message of the last request that failed
+        self._tsmas: dict[str, tuple[int, int | None]] = {}  # stable -> (asked at, tsma_ms)
         self.limits = limits
         self.max_views = max_views
         self.views: dict[str, View] = {}
@@ -84,15 +86,15 @@ class HistoryHandler(VirtualServerHandler):
     def table_size(self, table):
         schema = self._schema(table)
         name, time_column = f"{identifier(schema.database)}.{identifier(schema.stable)}", identifier(schema.time_column)
-        interval, scale = self.database.tsma_ms(schema.stable), TS_SCALE[schema.precision]
+        boundary = self._boundary(schema.stable)
 
         def count(sql: str) -> int:
             found = self.database.rows(sql)
             return int(found[0][0]) if found and found[0][0] is not None else 0
 
-        if not interval:
+        if boundary is None:
             return count(f"SELECT COUNT(*) FROM {name}")
-        boundary = (self.clock_ms() - TSMA_SETTLE_MS) // interval * interval * scale  # as _tsma_boundary
+        boundary *= TS_SCALE[schema.precision]
         return (count(f"SELECT COUNT(*) FROM {name} WHERE {time_column} < {boundary}")
                 + count(f"SELECT {SKIP_TSMA}COUNT(*) FROM {name} WHERE {time_column} >= {boundary}"))
 
@@ -245,12 +247,17 @@ class HistoryHandler(VirtualServerHandler):
     def _tsma_boundary(self, view: View) -> int | None:
         """Epoch ms below which the supertable's TSMA may answer this view's queries, None when
         there is no TSMA to use, or the view's parts must never meet one (partials.py)."""
-        if not view.tsma_safe:
-            return None
-        interval = self.database.tsma_ms(view.schema.stable)
-        if not interval:
-            return None
-        return (self.clock_ms() - TSMA_SETTLE_MS) // interval * interval
+        return self._boundary(view.schema.stable) if view.tsma_safe else None
+
+    def _boundary(self, stable: str) -> int | None:
+        """Epoch ms below which the supertable's TSMA may answer (None: no TSMA in use). Whether
+        there is one is asked again only after TSMA_RECHECK_MS: two queries a view otherwise."""
+        now = self.clock_ms()
+        known = self._tsmas.get(stable)
+        if known is None or now - known[0] >= TSMA_RECHECK_MS:
+            known = self._tsmas[stable] = (now, self.database.tsma_ms(stable))
+        interval = known[1]
+        return None if not interval else (now - TSMA_SETTLE_MS) // interval * interval
 
     def _in_two(self, boundary: int | None, make_sql, cap: int | None, merge) -> list[tuple]:
         """The rows of `make_sql(from_ms=, below_ms=, raw=)`: in one query, or with a TSMA in
