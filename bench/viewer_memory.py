@@ -18,6 +18,9 @@ through what the page holds rises less than 1 MiB per 10 minutes (the criterion 
 the server); the RSS's own slope is reported beside it. The last line is one JSON object: metric
 (that slope), value, unit, ratio (the last sample over the first after --settle), and every
 figure.
+
+The page runs in a Chromium of its own driven over a bare DevTools connection (bench/devtools.py):
+no DevTools domain is enabled in it, so the browser keeps no records for the benchmark.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ import numpy as np  # noqa: E402
 
 from bench.chromium_memory import MemoryDumps, private_bytes, status_parts  # noqa: E402
 from bench.load import cmdline, parent, parse_duration, pids, rss_bytes, say  # noqa: E402
-from tests.browser import CHROMIUM_FLAGS, RENDER_WARNINGS, chromium_path, wait_status  # noqa: E402
+from bench.devtools import Chromium  # noqa: E402
+from tests.browser import CHROMIUM_FLAGS, RENDER_WARNINGS, chromium_path  # noqa: E402
 
 FLAT_MIB_PER_10_MIN = 1.0
 
@@ -85,7 +89,10 @@ WASM_PROBE = """(() => {
     WebAssembly.Memory = Memory;
     window.__wasmMemoryBytes = () => [...memories].map((memory) => memory.buffer.byteLength);
 })();"""
-DOM_COUNTERS = ("Nodes", "JSEventListeners", "Documents", "LayoutObjects")
+# Memory.getDOMCounters' names, as they are printed
+DOM_COUNTERS = {"Nodes": "nodes", "JSEventListeners": "jsEventListeners", "Documents": "documents"}
+STATE = "(document.querySelector('#dashboard-status') || {dataset: {}}).dataset.state"
+STATUS = "(document.querySelector('#dashboard-status') || {}).textContent"
 WASM_BYTES = "window.__wasmMemoryBytes ? window.__wasmMemoryBytes() : []"
 NEWEST_TBNAME = """async () => {
     const viewer = document.querySelector('perspective-viewer[slot="latest"]');
@@ -106,7 +113,7 @@ def descendants(root: int) -> list[int]:
 
 
 def renderers(root_pid: int) -> list[int]:
-    """Every Chromium renderer process below this one (playwright's driver, the browser)."""
+    """Every Chromium renderer process below this one (the browser it started)."""
     # zygote-forked children rewrite their argv into one space-separated string
     return [pid for pid in descendants(root_pid) if "--type=renderer" in " ".join(cmdline(pid)).split()]
 
@@ -121,23 +128,23 @@ def slope_mib_per_10_min(samples: list[tuple[float, int]]) -> tuple[float, float
     return float(slope * 600), float(np.sqrt(cov[0][0]) * 600)
 
 
-async def sample(page, devtools, dumps: MemoryDumps, collect: bool) -> dict:
+async def sample(page, dumps: MemoryDumps, collect: bool) -> dict:
     """One look at the page (after its garbage is collected, unless not `collect`): memory by part,
     heaps, DOM counters."""
     if collect:
-        await devtools.send("HeapProfiler.collectGarbage")
+        await page.send("HeapProfiler.collectGarbage")
     found = renderers(os.getpid())
     parts: dict[str, int] = {}
     for pid in found:
         for name, size in status_parts(pid).items():
             parts[name] = parts.get(name, 0) + size
-    counters = {m["name"]: m["value"] for m in (await devtools.send("Performance.getMetrics"))["metrics"]}
+    counters = await page.send("Memory.getDOMCounters")  # needs no domain enabled
     return {"rss": sum(rss_bytes(pid) or 0 for pid in found), "private": private_bytes(parts), "parts": parts,
             "allocators": await dumps.dump(set(found)),
             "js_heap": await page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : null") or 0,
             "wasm": await page.evaluate(WASM_BYTES),
-            "dom": {name: int(counters.get(name, 0)) for name in DOM_COUNTERS},
-            "status": await page.locator("#dashboard-status").text_content()}
+            "dom": {name: int(counters.get(key, 0)) for name, key in DOM_COUNTERS.items()},
+            "status": await page.evaluate(STATUS)}
 
 
 def mib(size: int) -> float:
@@ -155,35 +162,36 @@ def describe(elapsed: float, look: dict) -> str:
             f"status {look['status']}")
 
 
-async def run(args, url: str) -> dict:
-    from playwright.async_api import async_playwright
+async def wait_connected(page, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (state := await page.evaluate(STATE)) != "connected":
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the dashboard did not say connected in {timeout_s:g} s (its state: {state!r})")
+        await asyncio.sleep(0.5)
 
-    async with async_playwright() as playwright:
-        # a browser launched as such (not a persistent context) gives the browser-wide DevTools
-        # session memory-infra needs
-        browser = await playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
-        try:
-            context = await browser.new_context(viewport={"width": 1400, "height": 900})
-            await context.add_init_script(WASM_PROBE)
-            page = await context.new_page()
-            await page.goto(url)
-            await wait_status(page, "connected", timeout_s=120)
-            devtools = await context.new_cdp_session(page)
-            await devtools.send("Performance.enable")
-            dumps = MemoryDumps(await browser.new_browser_cdp_session())
-            began, looks = time.monotonic(), []
-            while (elapsed := time.monotonic() - began) < args.duration:
-                look = await sample(page, devtools, dumps, not args.no_gc)
-                say(describe(elapsed, look))
-                if elapsed >= args.settle:
-                    looks.append((elapsed, look))
-                await asyncio.sleep(args.every)
-            rows, last_drawn = await page.evaluate(SCROLL_LATEST)
-            return {"looks": looks, "latest_rows": rows, "last_row_drawn": last_drawn,
-                    "last_row_expected": await page.evaluate(NEWEST_TBNAME),
-                    "render_warnings": await page.evaluate(RENDER_WARNINGS)}
-        finally:
-            await browser.close()
+
+async def run(args, url: str) -> dict:
+    async with Chromium(chromium_path(), CHROMIUM_FLAGS) as chromium:
+        page = await chromium.page()
+        # the probe must run before the page's scripts, which Chromium does only while the Page
+        # domain is on: on for the load, off before the first sample
+        await page.send("Page.enable")
+        await page.send("Page.addScriptToEvaluateOnNewDocument", {"source": WASM_PROBE})
+        await page.send("Page.navigate", {"url": url})
+        await wait_connected(page, 120)
+        await page.send("Page.disable")
+        dumps = MemoryDumps(chromium.browser)  # memory-infra needs the browser-wide session
+        began, looks = time.monotonic(), []
+        while (elapsed := time.monotonic() - began) < args.duration:
+            look = await sample(page, dumps, not args.no_gc)
+            say(describe(elapsed, look))
+            if elapsed >= args.settle:
+                looks.append((elapsed, look))
+            await asyncio.sleep(args.every)
+        rows, last_drawn = await page.call(SCROLL_LATEST)
+        return {"looks": looks, "latest_rows": rows, "last_row_drawn": last_drawn,
+                "last_row_expected": await page.call(NEWEST_TBNAME),
+                "render_warnings": await page.call(RENDER_WARNINGS)}
 
 
 def series(looks: list[tuple[float, dict]]) -> dict[str, list[tuple[float, int]]]:
