@@ -207,7 +207,8 @@ class Healthz(tornado.web.RequestHandler):
     def get(self):
         rows = self.tables.size()
         with self.supervisor.lock:
-            status, body = self.health.snapshot(time.time(), self.clients.count, rows, self.tables.engine.pending())
+            status, body = self.health.snapshot(time.time(), self.clients.count, rows, self.tables.engine.pending(),
+                                                self.tables.engine.busy())
         body.update(refused_requests=self.clients.refused, malformed_frames=self.clients.malformed,
                     refused_origins=self.clients.foreign)
         if self.history is not None:

@@ -26,6 +26,7 @@ import concurrent.futures
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +46,7 @@ class Engine:
         self._pending = False  # Perspective has updates waiting for a poll
         self._stopping = False
         self._stop_lock = threading.Lock()  # no call is queued behind the stop's end marker
+        self._running: tuple[str, float] | None = None  # the call on the thread now, since (monotonic)
         self._thread.start()
         self.server: perspective.Server = self.call(lambda: perspective.Server(on_poll_request=self._poll_requested))
         self.client: perspective.Client = self.call(self.server.new_local_client)
@@ -80,6 +82,12 @@ class Engine:
             return call(*args)  # already on it: queueing would wait on ourselves
         return self.submit(call, *args).result()
 
+    def busy(self) -> tuple[str, float] | None:
+        """(name, seconds) of the call running now, None when idle: a call that never returns is
+        how a Perspective deadlock shows (tables.py), so the server watches this (__main__.py)."""
+        running = self._running
+        return None if running is None else (running[0], time.monotonic() - running[1])
+
     def pending(self) -> int:
         """Calls queued and not yet started (/healthz: engine_queue)."""
         return self._calls.qsize()
@@ -110,6 +118,7 @@ class Engine:
         while (item := self._calls.get()) is not None:
             future, call, args = item
             if future.set_running_or_notify_cancel():
+                self._running = (getattr(call, "__qualname__", type(call).__name__), time.monotonic())
                 try:
                     result = call(*args)
                     if self._pending:  # also after a call that failed midway, below
@@ -118,6 +127,8 @@ class Engine:
                 except BaseException as error:  # handed to whoever waits on the future
                     future.set_exception(error)
                     self._flush_after_error()
+                finally:
+                    self._running = None
 
     def _flush_after_error(self) -> None:
         if not self._pending:

@@ -53,6 +53,7 @@ def _iso(epoch_s: float | None) -> str | None:
 class Health:
     mode: str
     stale_after_s: float
+    engine_stuck_after_s: float = 0.0                 # SERVER_ENGINE_STUCK_AFTER (0: never stuck)
     reader: dict = field(default_factory=dict)       # the reader process's latest status
     rows_delivered: int = 0
     last_delivery: float | None = None                # wall clock of the last batch into the tables
@@ -80,14 +81,23 @@ class Health:
         return (newest_ms is not None and self.window is not None
                 and now - newest_ms / 1000 > self.window["s"])
 
-    def snapshot(self, now: float, clients: int, table_rows: int | None, engine_queue: int = 0) -> tuple[int, dict]:
+    def stuck(self, engine_busy: tuple[str, float] | None) -> bool:
+        """The Perspective call running now has run for longer than SERVER_ENGINE_STUCK_AFTER."""
+        return bool(self.engine_stuck_after_s and engine_busy and engine_busy[1] > self.engine_stuck_after_s)
+
+    def snapshot(self, now: float, clients: int, table_rows: int | None, engine_queue: int = 0,
+                 engine_busy: tuple[str, float] | None = None) -> tuple[int, dict]:
         """(HTTP status, body): 200 while the newest row is fresh, 503 otherwise."""
         reader = self.reader
         lag_ms = None if self.newest_row_ms is None else max(0, round(now * 1000 - self.newest_row_ms))
-        fresh = (bool(reader.get("database_reachable")) and lag_ms is not None
+        stuck = self.stuck(engine_busy)
+        fresh = (not stuck and bool(reader.get("database_reachable")) and lag_ms is not None
                  and lag_ms <= self.stale_after_s * 1000)
         if fresh:
             reason = None
+        elif stuck:
+            reason = (f"Perspective engine stuck in {engine_busy[0]} for {engine_busy[1]:.0f} s "
+                      f"(SERVER_ENGINE_STUCK_AFTER is {self.engine_stuck_after_s:g} s): the server exits to be restarted")
         elif not reader:
             reason = "the reader process has not reported yet"
         elif not reader.get("database_reachable"):
@@ -128,6 +138,7 @@ class Health:
             "table_rows": table_rows,
             "window": self.window,
             "engine_queue": engine_queue,
+            "engine_busy": None if engine_busy is None else {"call": engine_busy[0], "s": round(engine_busy[1], 1)},
             "hops_ms": self.hops.summary(),
             "batches_merged": self.batches_merged,
             "ticks": {"whole": reader.get("ticks_whole", 0), "cut": reader.get("ticks_cut", 0)},

@@ -38,6 +38,7 @@ DEFAULTS = {
     "SERVER_RECONCILE_EVERY": "2s",
     "SERVER_RECONCILE_CHUNK": "5s",
     "SERVER_STALE_AFTER": "30s",
+    "SERVER_ENGINE_STUCK_AFTER": "2m",
     "SERVER_RETRY_MAX": "1s",
     "SERVER_INSTANCE": "",
     "SERVER_ALLOWED_ORIGINS": "",
@@ -109,6 +110,7 @@ class ServerSettings:
     reconcile_every_s: float  # subscription mode: compare the window with the database this often (0: never)
     reconcile_chunk_s: float  # ... in chunks of row time this long
     stale_after_s: float    # /healthz turns 503 when the newest row is older than this
+    engine_stuck_after_s: float  # a Perspective call running this long ends the process (0: never)
     retry_max_s: float
     instance: str           # names this instance's consumer group: replicas each see every row
     allowed_origins: tuple[str, ...]  # browser origins besides the page's own that may open /websocket
@@ -171,6 +173,7 @@ class ServerSettings:
             reconcile_chunk_s=env.duration("SERVER_RECONCILE_CHUNK", d["SERVER_RECONCILE_CHUNK"], minimum_s=1,
                                            maximum_s=3600),
             stale_after_s=env.duration("SERVER_STALE_AFTER", d["SERVER_STALE_AFTER"], minimum_s=1),
+            engine_stuck_after_s=_engine_stuck_after(env),
             retry_max_s=env.duration("SERVER_RETRY_MAX", d["SERVER_RETRY_MAX"], minimum_s=0.1, maximum_s=3600),
             instance=_INSTANCE.sub("_", instance)[:48],
             allowed_origins=_origins(env),
@@ -221,6 +224,16 @@ def _window(asked_s: float, rows: int, meters: int, interval_ms: int, environ: M
                             f"{math.ceil(meters * 1000 / interval_ms)} rows, a window of one second",
                             environ.get("SERVER_WINDOW_ROWS"))
     return float(math.floor(fits_s))
+
+
+def _engine_stuck_after(env: Env) -> float:
+    """0 turns the watchdog off; otherwise at least 10 s, far beyond the slowest legitimate call (a
+    50,000-row piece into a full window took up to 7 s on this machine, issue 12)."""
+    seconds = env.duration("SERVER_ENGINE_STUCK_AFTER", DEFAULTS["SERVER_ENGINE_STUCK_AFTER"], maximum_s=86400)
+    if 0 < seconds < 10:
+        raise SettingsError("SERVER_ENGINE_STUCK_AFTER", "0 (off) or at least 10s",
+                            env.raw("SERVER_ENGINE_STUCK_AFTER", ""))
+    return seconds
 
 
 def _aggregate_by(env: Env) -> str:

@@ -4,6 +4,7 @@ Perspective 4.3.0 client over the WebSocket."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -221,6 +222,53 @@ def test_a_killed_reader_is_restarted_and_the_tables_refilled_without_duplicates
     os.kill(server.reader_pid(), signal.SIGKILL)
     server.wait_health(lambda h: h["reader_restarts"] == 1 and h["phase"] == "live")
     assert_exactly_once(server, set(rows))
+
+
+@pytest.fixture
+def dashboard():
+    """One headless dashboard (bench/dashboards.mjs: the page's own views, made and re-read as the
+    4.3.0 viewer makes and re-reads them) on a server's WebSocket."""
+    from bench.load import ROOT as BENCH_ROOT, node_missing
+
+    reason = node_missing()
+    if reason:
+        pytest.skip(reason)
+    started = []
+
+    def open_on(server) -> dict:
+        proc = subprocess.Popen(["node", str(BENCH_ROOT / "bench" / "dashboards.mjs"), "--server", server.websocket_url],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        started.append(proc)
+        proc.stdin.write('{"op": "open", "dashboards": 1}\n')
+        proc.stdin.flush()
+        while (line := proc.stdout.readline()) and '"opened"' not in line:
+            pass
+        assert line, "the headless dashboard exited before its views were open"
+        return json.loads(line)
+
+    yield open_on
+    for proc in started:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_reader_restart_refills_the_tables_under_the_dashboards_views(start_server, writer, dashboard):
+    """A new reader's first rows replace the hosted ones while a dashboard's grouped views watch the
+    aggregate tables: Perspective 4.3.0 deadlocked on that (tables.py, _refill_indexed), and the
+    server then hosted nothing more, forever, while /livez stayed green."""
+    start = now_ms() - 8000
+    rows = ticks(3, start, 8)
+    writer.write(rows)
+    server = start_server()
+    assert_exactly_once(server, set(rows))
+    assert dashboard(server)["views"] == 4
+    for restart in (1, 2):
+        os.kill(server.reader_pid(), signal.SIGKILL)
+        server.wait_health(lambda h, n=restart: h["reader_restarts"] == n and h["phase"] == "live", timeout_s=30)
+        more = ticks(3, start + (8 + restart) * 1000, 1)
+        writer.write(more)
+        rows += more
+        asyncio.run(asyncio.wait_for(asyncio.to_thread(assert_exactly_once, server, set(rows)), 60))
 
 
 @pytest.mark.parametrize("name, value", [("SERVER_PORT", "eighty"), ("SERVER_LIMIT", "5"),

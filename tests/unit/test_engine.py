@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -111,3 +112,56 @@ def test_updates_are_processed_once_at_the_flush_and_a_call_that_forgot_it_is_fl
     engine.call(lambda: table.update([{"k": "c", "v": 4}]))  # no flush: the engine flushes after the call
     assert engine.call(table.size) == 3
     engine.stop()
+
+
+def test_busy_names_the_call_running_and_for_how_long():
+    engine = Engine()
+    assert engine.busy() is None
+    release = threading.Event()
+
+    def blocked_call():
+        release.wait(5)
+
+    future = engine.submit(blocked_call)
+    deadline = time.monotonic() + 5
+    while engine.busy() is None and time.monotonic() < deadline:
+        pass
+    name, seconds = engine.busy()
+    assert name.endswith("blocked_call") and 0 <= seconds < 5
+    release.set()
+    future.result(timeout=5)
+    engine.call(lambda: None)
+    assert engine.busy() is None  # idle again, also after a call that failed
+    with pytest.raises(ZeroDivisionError):
+        engine.call(lambda: 1 / 0)
+    assert engine.busy() is None
+    engine.stop()
+
+
+class StuckEngine:
+    def __init__(self, busy):
+        self._busy = busy
+
+    def busy(self):
+        return self._busy
+
+
+@pytest.mark.parametrize("busy, status", [(("Tables._apply", 200.0), 70), (("Tables._apply", 5.0), 0), (None, 0)])
+def test_the_watchdog_stops_the_server_with_status_70_only_when_the_engine_is_stuck(busy, status, caplog):
+    import asyncio
+
+    from server.__main__ import watch_engine
+    from server.health import Health
+
+    async def run():
+        stop, verdict = asyncio.Event(), {"status": 0}
+        watching = asyncio.ensure_future(watch_engine(StuckEngine(busy), Health("subscribe", 30, 120), stop, verdict))
+        await asyncio.sleep(0.2)
+        stopped_by_watchdog = stop.is_set()
+        stop.set()
+        await asyncio.wait_for(watching, 5)
+        return stopped_by_watchdog, verdict["status"]
+
+    with caplog.at_level("ERROR", logger="server"):
+        assert asyncio.run(run()) == (status == 70, status)
+    assert ("Perspective engine stuck" in caplog.text) == (status == 70)

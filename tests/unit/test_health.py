@@ -70,3 +70,17 @@ def test_ticks_gathered_whole_or_cut_are_reported():
     reader = dict(LIVE, ticks_whole=40, ticks_cut=2)
     _, body = Health(mode="subscribe", stale_after_s=30, reader=reader).snapshot(NOW, clients=0, table_rows=None)
     assert body["ticks"] == {"whole": 40, "cut": 2}
+
+
+def test_an_engine_call_running_past_the_limit_is_reported_as_stuck():
+    health = Health(mode="subscribe", stale_after_s=30, engine_stuck_after_s=120, reader=dict(LIVE))
+    health.delivered(100, newest_ms=int(NOW * 1000) - 500, now=NOW)
+    status, body = health.snapshot(NOW, 0, 100, engine_busy=("Tables._apply", 3.25))
+    assert status == 200 and body["engine_busy"] == {"call": "Tables._apply", "s": 3.2}
+    status, body = health.snapshot(NOW, 0, 100, engine_busy=("Tables._apply", 121.0))
+    assert status == 503 and body["status"] == "degraded"
+    assert body["reason"].startswith("Perspective engine stuck in Tables._apply for 121 s (SERVER_ENGINE_STUCK_AFTER")
+    assert health.snapshot(NOW, 0, 100)[1]["engine_busy"] is None
+    never = Health(mode="subscribe", stale_after_s=30, engine_stuck_after_s=0, reader=dict(LIVE))
+    never.delivered(100, newest_ms=int(NOW * 1000) - 500, now=NOW)
+    assert never.snapshot(NOW, 0, 100, engine_busy=("Tables._apply", 10_000.0))[0] == 200

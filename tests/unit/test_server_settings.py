@@ -69,6 +69,15 @@ def test_reconciliation_settings():
             ServerSettings.from_env({name: value})
 
 
+def test_the_engine_watchdog_setting():
+    assert ServerSettings.from_env({}).engine_stuck_after_s == 120
+    assert ServerSettings.from_env({"SERVER_ENGINE_STUCK_AFTER": "0"}).engine_stuck_after_s == 0
+    assert ServerSettings.from_env({"SERVER_ENGINE_STUCK_AFTER": "30s"}).engine_stuck_after_s == 30
+    for value, why in [("5s", "0 \\(off\\) or at least 10s"), ("soon", "a duration")]:
+        with pytest.raises(SettingsError, match=rf"^SERVER_ENGINE_STUCK_AFTER: expected .*{why}"):
+            ServerSettings.from_env({"SERVER_ENGINE_STUCK_AFTER": value})
+
+
 def test_allowed_origins_are_origins():
     settings = ServerSettings.from_env({"SERVER_ALLOWED_ORIGINS": "http://localhost:5173, HTTPS://Dash.example.com/"})
     assert settings.allowed_origins == ("http://localhost:5173", "https://dash.example.com")
