@@ -104,6 +104,9 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval-ms", type=int, default=1000, help="one reading per meter per interval")
     parser.add_argument("--writers", type=int, default=None,
                         help="with --start: PRODUCER_WRITERS (default: the producer's)")
+    parser.add_argument("--tsma", choices=("on", "off"), default=None,
+                        help="with --start: PRODUCER_TSMA, TDengine's hourly downsampling for the history explorer "
+                             "(default: the producer's); run both to see what it costs the live path")
     parser.add_argument("--window", type=parse_duration, default=None,
                         help="the server's window, SERVER_WINDOW (default 10m; 1m with --quick); with --start "
                              "the producer backfills as much, so the window is full from the start")
@@ -486,6 +489,8 @@ class Stack:
                         PRODUCER_HEARTBEAT_FILE=str(self.logs / "producer.heartbeat"))
         if args.writers:
             producer["PRODUCER_WRITERS"] = str(args.writers)
+        if args.tsma:
+            producer["PRODUCER_TSMA"] = args.tsma
         server = {**base, **server_sizing(args), "SERVER_PORT": str(self.port), "SERVER_INSTANCE": f"bench{self.port}"}
         # The server starts once the producer's backfill is written, as after a restart of a stack
         # with history: its backfill queries then read the window in bulk. Started together on a

@@ -118,7 +118,10 @@ class Producer:
         self.event(logging.INFO, "starting", database=self.settings.tdengine.redacted(),
                    meters=self.settings.meters, own_meters=f"{fleet.names[0]}..{fleet.names[-1]}",
                    interval_ms=self.settings.interval_ms, backfill_s=self.settings.backfill_s,
-                   seed=self.settings.seed, pid=os.getpid())
+                   seed=self.settings.seed, pid=os.getpid(),
+                   # the schema's owner says whether it keeps the hourly TSMA, and why
+                   **({"tsma": "on" if self.settings.tsma else "off", "tsma_why": self.settings.tsma_why}
+                      if self.index == 0 else {}))
         self.write_status(force=True)  # no stale status from an earlier run
         try:
             while not self.stop.is_set():

@@ -13,6 +13,11 @@ MAX_WRITERS = 64           # processes; far beyond what a few cores gain from
 # TDengine's allowed BUFFER (MB per vnode): 3 .. 16384 (tdengine.md 2.2, CREATE DATABASE options).
 BUFFER_MB_RANGE = (3, 16_384)
 MAX_KEEP_DAYS = 36_500     # a hundred years (TDengine allows up to 365,000 days: tdengine.md 2.2)
+# PRODUCER_TSMA=auto keeps the hourly TSMA only for fleets writing at most this many rows/s: TDengine
+# computes it as rows arrive, and at 10,000 rows/s that took taosd from 36 % to 135 % of a core and
+# a bare subscriber's p95 from 317 ms to 2.4 s (bench/fanout.py --tsma off/on, same run, README
+# Sizing); at 1,000 rows/s it cost little (taosd 4 % -> 6 %, a dashboard's p95 57 -> 61 ms).
+TSMA_AUTO_MAX_ROWS_S = 2_000
 
 # The single source of every producer default; .env.example and compose.yaml repeat these values
 # and tests/unit/test_config_agreement.py checks that they agree.
@@ -21,7 +26,7 @@ DEFAULTS = {
     "PRODUCER_WRITERS": "1",
     "PRODUCER_VNODE_BUFFER_MB": "16",
     "PRODUCER_VGROUPS": "1",
-    "PRODUCER_TSMA": "on",
+    "PRODUCER_TSMA": "auto",
     "PRODUCER_INTERVAL_MS": "1000",
     "PRODUCER_BACKFILL": "10m",
     "PRODUCER_SEED": "42",
@@ -47,6 +52,7 @@ class ProducerSettings:
     vnode_buffer_mb: int   # the database's BUFFER (set at CREATE, ALTERed when it differs)
     vgroups: int           # the database's VGROUPS (set at CREATE only: TDengine cannot alter it)
     tsma: bool             # keep hourly aggregates of the meters in a TSMA (the history explorer's)
+    tsma_why: str          # what decided `tsma` (PRODUCER_TSMA, or the fleet's rate under auto), for the log
     interval_ms: int       # one reading per meter per interval
     backfill_s: float      # history written at first start (resumes after the newest stored row)
     seed: int              # same seed, same fleet and same readings
@@ -73,7 +79,8 @@ class ProducerSettings:
             vnode_buffer_mb=env.integer("PRODUCER_VNODE_BUFFER_MB", int(d["PRODUCER_VNODE_BUFFER_MB"]),
                                         minimum=BUFFER_MB_RANGE[0], maximum=BUFFER_MB_RANGE[1]),
             vgroups=env.integer("PRODUCER_VGROUPS", int(d["PRODUCER_VGROUPS"]), minimum=1, maximum=64),
-            tsma=_on_off(env, "PRODUCER_TSMA"),
+            tsma=False,
+            tsma_why="",
             interval_ms=env.integer("PRODUCER_INTERVAL_MS", int(d["PRODUCER_INTERVAL_MS"]),
                                     minimum=10, maximum=3_600_000),
             backfill_s=env.duration("PRODUCER_BACKFILL", d["PRODUCER_BACKFILL"],
@@ -96,6 +103,7 @@ class ProducerSettings:
         covering = backfill_keep_days(settings.backfill_s)
         if covering > settings.keep_days:
             settings = replace(settings, keep_days=covering)
+        settings = replace(settings, **_tsma(env, settings.meters * 1000 / settings.interval_ms))
         if settings.writers > settings.meters:
             raise SettingsError("PRODUCER_WRITERS",
                                 f"at most PRODUCER_METERS ({settings.meters}): each writer owns at "
@@ -107,8 +115,12 @@ class ProducerSettings:
         return settings
 
 
-def _on_off(env: Env, name: str) -> bool:
-    value = env.raw(name, DEFAULTS[name]).strip().lower()
-    if value not in ("on", "off"):
-        raise SettingsError(name, "on or off", value)
-    return value == "on"
+def _tsma(env: Env, rows_per_s: float) -> dict:
+    value = env.raw("PRODUCER_TSMA", DEFAULTS["PRODUCER_TSMA"]).strip().lower()
+    if value not in ("on", "off", "auto"):
+        raise SettingsError("PRODUCER_TSMA", "on, off or auto", value)
+    if value != "auto":
+        return {"tsma": value == "on", "tsma_why": f"PRODUCER_TSMA={value}"}
+    on = rows_per_s <= TSMA_AUTO_MAX_ROWS_S
+    return {"tsma": on, "tsma_why": f"PRODUCER_TSMA=auto: {rows_per_s:,.0f} rows/s is "
+                                    f"{'at most' if on else 'above'} {TSMA_AUTO_MAX_ROWS_S:,} rows/s"}

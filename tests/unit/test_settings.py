@@ -38,7 +38,7 @@ def test_defaults():
     ("PRODUCER_VNODE_BUFFER_MB", "2", "whole number from 3 to 16384"),
     ("PRODUCER_VNODE_BUFFER_MB", "16385", "whole number from 3 to 16384"),
     ("PRODUCER_VGROUPS", "0", "whole number from 1 to 64"), ("PRODUCER_VGROUPS", "many", "whole number"),
-    ("PRODUCER_TSMA", "yes", "on or off"),
+    ("PRODUCER_TSMA", "yes", "on, off or auto"),
 ])
 def test_bad_values_name_the_variable_and_what_was_expected(name, value, expected):
     with pytest.raises(SettingsError) as caught:
@@ -105,3 +105,16 @@ def test_keep_of_ins_databases_in_days(text, days):
     from producer.database import keep_days_of
 
     assert keep_days_of(text) == days
+
+
+@pytest.mark.parametrize("env, on, why", [
+    ({}, True, "PRODUCER_TSMA=auto: 100 rows/s is at most 2,000 rows/s"),
+    ({"PRODUCER_METERS": "2000"}, True, "at most"),
+    ({"PRODUCER_METERS": "2001"}, False, "PRODUCER_TSMA=auto: 2,001 rows/s is above 2,000 rows/s"),
+    ({"PRODUCER_METERS": "10000", "PRODUCER_INTERVAL_MS": "6000"}, True, "1,667 rows/s is at most"),
+    ({"PRODUCER_METERS": "10000", "PRODUCER_TSMA": "on"}, True, "PRODUCER_TSMA=on"),
+    ({"PRODUCER_TSMA": "OFF"}, False, "PRODUCER_TSMA=off"),
+])
+def test_the_hourly_tsma_is_kept_for_fleets_that_can_afford_it_unless_told(env, on, why):
+    settings = ProducerSettings.from_env(env)
+    assert settings.tsma is on and why in settings.tsma_why
