@@ -39,15 +39,17 @@ async def connected(url: str, wait_s: float = 30):
         pumping.cancel()
 
 
-async def watch(client, table_name: str, on_rows: Callable[[float, pa.Table], None], wait_s: float = 30):
-    """Call `on_rows(arrival wall-clock seconds, rows)` for every update of a hosted table; the
-    view is returned so that it lives as long as the caller needs it."""
+async def watch(client, table_name: str, on_rows: Callable[[float, pa.Table], None], wait_s: float = 30,
+                columns: list[str] | None = None):
+    """Call `on_rows(arrival wall-clock seconds, rows)` for every update of a hosted table (only
+    `columns`, when given); the view is returned so that it lives as long as the caller needs it."""
     deadline = time.monotonic() + wait_s
     while table_name not in await client.get_hosted_table_names():
         if time.monotonic() > deadline:
             raise RuntimeError(f"the server hosts no table {table_name!r}")
         await asyncio.sleep(0.1)
-    view = await (await client.open_table(table_name)).view()
+    table = await client.open_table(table_name)
+    view = await (table.view(columns=columns) if columns else table.view())
 
     def handler(*args):  # (port id, delta rows as Arrow IPC) in 4.3.0
         arrival = time.time()

@@ -547,7 +547,7 @@ class Freshness:
         except (IndexError, ValueError):
             return {"label": label, "error": f"exit {result.returncode}: {(result.stdout + result.stderr)[-300:]}"}
         return {"label": label, "p50_ms": figures.get("p50_ms"), "p95_ms": figures.get("value"),
-                "missing": figures.get("missing")}
+                "missing": figures.get("missing"), "js_probe_p95_ms": figures.get("js_probe_p95_ms")}
 
     def start(self) -> None:
         def loop():

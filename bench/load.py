@@ -599,7 +599,8 @@ class Unanswered(Exception):
 class Dashboards:
     """One Node process holding N dashboards and the latency probe; commands are JSON lines."""
 
-    def __init__(self, server_url: str, logs: Path, reads: str, viewport_rows: int, probe_table: str):
+    def __init__(self, server_url: str, logs: Path, reads: str, viewport_rows: int, probe_table: str,
+                 probe_prefix: str = ""):
         reason = node_missing()
         if reason:
             raise SystemExit(f"load: {reason}")
@@ -607,7 +608,7 @@ class Dashboards:
         self.stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(
             ["node", str(NODE_SCRIPT), "--server", server_url, "--reads", reads, "--viewport-rows", str(viewport_rows),
-             "--probe-table", probe_table],
+             "--probe-table", probe_table] + (["--probe-prefix", probe_prefix] if probe_prefix else []),
             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True, bufsize=1)
         self.events: queue.Queue = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()

@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -147,6 +148,23 @@ async def sample(page, dumps: MemoryDumps, collect: bool) -> dict:
             "status": await page.evaluate(STATUS)}
 
 
+def windows(points: list[tuple[float, int]], span_s: float = 600) -> list[dict]:
+    """What the page holds over consecutive `span_s` stretches after the settle: each one's
+    fitted slope (MiB per 10 min) and its first and last sample, to tell a warm-up that levels
+    off (JIT-compiled code, buffers that reach their caps) from a steady leak."""
+    if not points:
+        return []
+    out, start = [], points[0][0]
+    while True:
+        stretch = [p for p in points if start <= p[0] < start + span_s]
+        if len(stretch) < 4 or stretch[-1][0] - stretch[0][0] < span_s * 0.8:
+            return out
+        slope, error = slope_mib_per_10_min(stretch)
+        out.append({"from_s": round(stretch[0][0]), "to_s": round(stretch[-1][0]), "slope": round(slope, 3),
+                    "stderr": round(error, 3), "first_mib": mib(stretch[0][1]), "last_mib": mib(stretch[-1][1])})
+        start += span_s
+
+
 def mib(size: int) -> float:
     return round(size / 2**20, 1)
 
@@ -221,6 +239,9 @@ def main() -> None:
     args.duration, args.every, args.settle = (parse_duration(v) for v in (args.duration, args.every, args.settle))
     if args.quick:
         args.duration, args.every, args.settle = 20.0, 2.0, 4.0
+    # a SIGTERM (kill, a CI timeout) ends the run like Ctrl-C: the finally blocks stop the
+    # Chromium and the nginx it started, which would otherwise outlive it
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     proxy = None
     if args.server_port:
         from tests.browser import Nginx
@@ -248,6 +269,10 @@ def main() -> None:
             say(f"  {name:32s} {rises + 0.0:+7.2f} ± {spread:.2f}   {mib(points[0][1]):7.1f} -> {mib(points[-1][1]):7.1f} MiB")
     say(f"what the page holds: {first and mib(first)} -> {last and mib(last)} MiB, slope "
         f"{slope if slope is None else round(slope, 2)} MiB per 10 min: {'flat' if flat else 'NOT flat'}")
+    stretches = windows(private)
+    for stretch in stretches:
+        say(f"  what the page holds, {stretch['from_s']:5d}-{stretch['to_s']:5d} s: {stretch['slope']:+.2f} ± "
+            f"{stretch['stderr']:.2f} MiB per 10 min ({stretch['first_mib']} -> {stretch['last_mib']} MiB)")
     say(f"latest grid: {result['latest_rows']} rows; scrolled to the end it draws {result['last_row_drawn']!r} "
         f"(the last row is {result['last_row_expected']!r}): {'scrolls' if scrolls else 'does NOT scroll to the end'}")
     say(f"render warnings: {result['render_warnings'] or 'none'}")
@@ -259,7 +284,7 @@ def main() -> None:
         "private_first_mib": first and mib(first), "private_last_mib": last and mib(last),
         "rss_first_mib": named["rss"][0][1] and mib(named["rss"][0][1]) if named.get("rss") else None,
         "slopes_mib_per_10min": {name: rises and round(rises, 3) for name, (rises, _) in slopes.items()},
-        "samples": len(looks), "duration_s": args.duration, "garbage_collected": not args.no_gc,
+        "private_by_10_min": stretches, "samples": len(looks), "duration_s": args.duration, "garbage_collected": not args.no_gc,
         "wasm_mib_samples": [[mib(b) for b in look["wasm"]] for _, look in looks],
         "js_heap_mib_samples": [mib(look["js_heap"]) for _, look in looks],
         "dom_samples": [look["dom"] for _, look in looks],

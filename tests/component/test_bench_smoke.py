@@ -94,6 +94,13 @@ def test_freshness_benchmark_measures_both_methods_against_a_running_server(fake
     assert figures["seed_p95_ms"] is not None and figures["seed_rows_read_again"] > 0
     assert figures["ratio"] > 0
     assert "seed (ts > NOW() - 1s every 250 ms)" in result.stdout  # figures printed as it goes
+    assert figures["table"] == "meters_latest"  # what the page watches, not the window
+    from bench.load import node_missing
+
+    if not node_missing():  # the Node probe, a JS client, saw the same rows in the same run
+        # only the benchmark's measured rows: not the stack's d0, not the warm-up tick's 50
+        assert 150 <= figures["js_probe_rows"] < 200 and 0 <= figures["js_probe_p95_ms"] < 10_000
+        assert figures["python_from_ts_p95_ms"] is not None
     conn = fake_taosws.connect("ws://root:taosdata@localhost:6041")  # it removed its own subtables...
     assert list(conn.query("SELECT COUNT(*) FROM power.meters")) == [(1,)]  # only the stack's own row
 
