@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import time
 
 from common import logs
 from common.logs import event
@@ -39,6 +40,19 @@ async def watch_engine(engine, health, stop: asyncio.Event, verdict: dict) -> No
             pass
 
 
+async def publish_status(status_table, report, stop: asyncio.Event) -> None:
+    """The server's status into its status table (server/status.py), once a second."""
+    from .status import EVERY_S
+
+    while not stop.is_set():
+        _, body = report.now()
+        status_table.publish(body, time.time())
+        try:
+            await asyncio.wait_for(stop.wait(), EVERY_S)
+        except asyncio.TimeoutError:
+            pass
+
+
 async def serve(settings: ServerSettings) -> tuple[bool, int]:
     """Serve until SIGTERM or SIGINT, or until the engine is stuck. (False if Perspective was still
     busy when the stop ended, the exit status.)"""
@@ -46,6 +60,7 @@ async def serve(settings: ServerSettings) -> tuple[bool, int]:
     from .engine import Engine
     from .health import Health
     from .history.pool import HistoryPool
+    from .status import StatusTable
     from .supervisor import ReaderSupervisor
     from .tables import Tables
 
@@ -53,7 +68,7 @@ async def serve(settings: ServerSettings) -> tuple[bool, int]:
     tables = Tables(engine, settings)
     window = {"s": settings.window_s, "asked_s": settings.window_asked_s, "rows_max": settings.window_rows,
               "limit": settings.limit}
-    health = Health(mode=settings.mode, stale_after_s=settings.stale_after_s,
+    health = Health(mode=settings.mode, stale_after_s=settings.stale_after_s, instance=settings.instance,
                     engine_stuck_after_s=settings.engine_stuck_after_s, window=window)
     if settings.window_s < settings.window_asked_s:
         event(log, logging.INFO, "window shortened to fit SERVER_WINDOW_ROWS", window_s=settings.window_s,
@@ -65,8 +80,9 @@ async def serve(settings: ServerSettings) -> tuple[bool, int]:
         history = HistoryPool(settings.history, settings.tdengine, settings.log_level, settings.retry_max_s)
         history.start()
     app = make_app(engine, health, supervisor, tables, settings.allowed_origins, history)
-    http = app.listen(settings.port)
-    event(log, logging.INFO, "serving", port=settings.port, table=settings.table,
+    http = app.listen(settings.port, address=settings.host)
+    event(log, logging.INFO, "serving", host=settings.host or "*", port=settings.port, instance=settings.instance,
+          table=settings.table,
           latest_table=settings.latest_table, window_s=settings.window_s, limit=settings.limit,
           history_workers=settings.history.workers,
           database=settings.tdengine.redacted())
@@ -77,8 +93,11 @@ async def serve(settings: ServerSettings) -> tuple[bool, int]:
         loop.add_signal_handler(signum, stop.set)
     verdict = {"status": 0}
     watchdog = asyncio.ensure_future(watch_engine(engine, health, stop, verdict))
+    status = StatusTable(engine, settings.status_table, settings.instance)
+    publisher = asyncio.ensure_future(publish_status(status, app.health_report, stop))
     await stop.wait()
     await watchdog
+    await publisher
     event(log, logging.INFO, "stopping")
     http.stop()
     supervisor.stop()

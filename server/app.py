@@ -198,13 +198,15 @@ class Livez(tornado.web.RequestHandler):
         self.write("ok\n")
 
 
-class Healthz(tornado.web.RequestHandler):
-    def initialize(self, health: Health, supervisor: ReaderSupervisor, tables: Tables, clients: Clients,
-                   history: HistoryPool | None):
+class HealthReport:
+    """The /healthz body and status as of now: the server's own figures and its clients'."""
+
+    def __init__(self, health: Health, supervisor: ReaderSupervisor, tables: Tables, clients: Clients,
+                 history: HistoryPool | None):
         self.health, self.supervisor, self.tables, self.clients = health, supervisor, tables, clients
         self.history = history
 
-    def get(self):
+    def now(self) -> tuple[int, dict]:
         rows = self.tables.size()
         with self.supervisor.lock:
             status, body = self.health.snapshot(time.time(), self.clients.count, rows, self.tables.engine.pending(),
@@ -213,6 +215,15 @@ class Healthz(tornado.web.RequestHandler):
                     refused_origins=self.clients.foreign)
         if self.history is not None:
             body["history"] = self.history.snapshot()
+        return status, body
+
+
+class Healthz(tornado.web.RequestHandler):
+    def initialize(self, report: HealthReport):
+        self.report = report
+
+    def get(self):
+        status, body = self.report.now()
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
@@ -232,13 +243,15 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
 def make_app(engine: Engine, health: Health, supervisor: ReaderSupervisor, tables: Tables,
              allowed_origins: tuple[str, ...] = (), history: HistoryPool | None = None) -> tornado.web.Application:
     clients = Clients()
+    report = HealthReport(health, supervisor, tables, clients, history)
     routes = [
         (r"/websocket", PerspectiveSocket, {"engine": engine, "clients": clients, "allowed_origins": allowed_origins}),
         (r"/livez", Livez),
-        (r"/healthz", Healthz, {"health": health, "supervisor": supervisor, "tables": tables, "clients": clients,
-                                "history": history}),
+        (r"/healthz", Healthz, {"report": report}),
     ]
     if history is not None:
         routes.append((r"/history", HistorySocket, {"pool": history, "clients": clients,
                                                     "allowed_origins": allowed_origins}))
-    return tornado.web.Application(routes, websocket_max_message_size=64 * 1024 * 1024, log_function=log_request)
+    app = tornado.web.Application(routes, websocket_max_message_size=64 * 1024 * 1024, log_function=log_request)
+    app.health_report = report  # the status table (server/status.py) publishes the same body
+    return app

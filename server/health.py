@@ -54,6 +54,7 @@ class Health:
     mode: str
     stale_after_s: float
     engine_stuck_after_s: float = 0.0                 # SERVER_ENGINE_STUCK_AFTER (0: never stuck)
+    instance: str = ""                                # SERVER_INSTANCE: which replica answers
     reader: dict = field(default_factory=dict)       # the reader process's latest status
     rows_delivered: int = 0
     last_delivery: float | None = None                # wall clock of the last batch into the tables
@@ -115,6 +116,7 @@ class Health:
         body = {
             "status": "ok" if fresh else "degraded",
             "reason": reason,
+            "instance": self.instance,
             "mode": self.mode,
             "phase": reader.get("phase", "starting"),
             "database_reachable": bool(reader.get("database_reachable")),

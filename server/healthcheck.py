@@ -5,18 +5,34 @@ so the viewer can start and show "waiting for database" (DESIGN.md start order).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 import urllib.request
 
-from common.settings import Env
-from server.settings import DEFAULTS
+from common.settings import Env, SettingsError
+from server.settings import DEFAULTS, listen_host
+
+
+def livez_url(env: Env) -> str:
+    """The server's /livez on this host: its SERVER_HOST when it listens on one address."""
+    port = env.integer("SERVER_PORT", int(DEFAULTS["SERVER_PORT"]), minimum=1, maximum=65535)
+    host = listen_host(env)
+    if not host or ipaddress.ip_address(host).is_unspecified:
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/livez"
 
 
 def main() -> int:
-    port = Env(os.environ).integer("SERVER_PORT", int(DEFAULTS["SERVER_PORT"]), minimum=1, maximum=65535)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=3) as response:
+        url = livez_url(Env(os.environ))
+    except SettingsError as error:
+        print(f"unhealthy: {error}")
+        return 1
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
             ok = response.status == 200
     except OSError as error:
         print(f"unhealthy: {error}")

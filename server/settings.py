@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import socket
@@ -17,6 +18,7 @@ from .history.views import Limits
 # and tests/unit/test_config_agreement.py checks that they agree.
 DEFAULTS = {
     "SERVER_PORT": "8080",
+    "SERVER_HOST": "",
     "SERVER_MODE": "subscribe",
     "SERVER_SUPERTABLE": "meters",
     "SERVER_TIME_COLUMN": "ts",
@@ -84,10 +86,24 @@ class HistorySettings:
         )
 
 
+def listen_host(env: Env) -> str:
+    """SERVER_HOST: an IP address of this host to listen on, or empty for every interface (the
+    default, as in a container). One address lets replicas share a port on one machine."""
+    text = env.raw("SERVER_HOST", DEFAULTS["SERVER_HOST"]).strip()
+    if not text:
+        return ""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise SettingsError("SERVER_HOST", "an IP address to listen on (e.g. 127.0.0.1), or empty for every "
+                            "interface", text) from None
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     tdengine: TDengineSettings
     port: int
+    host: str               # address to listen on ("": every interface)
     mode: str               # subscribe: a TDengine subscription; poll: re-read an overlap window
     supertable: str
     time_column: str
@@ -147,6 +163,7 @@ class ServerSettings:
         settings = cls(
             tdengine=TDengineSettings.from_env(env),
             port=env.integer("SERVER_PORT", int(d["SERVER_PORT"]), minimum=1, maximum=65535),
+            host=listen_host(env),
             mode=mode,
             supertable=env.identifier("SERVER_SUPERTABLE", d["SERVER_SUPERTABLE"]),
             time_column=env.identifier("SERVER_TIME_COLUMN", d["SERVER_TIME_COLUMN"]),
@@ -188,12 +205,20 @@ class ServerSettings:
             raise SettingsError("SERVER_RECONCILE_CHUNK", "whole milliseconds", environ.get("SERVER_RECONCILE_CHUNK"))
         if settings.table == settings.latest_table:
             raise SettingsError("SERVER_LATEST_TABLE", "a name other than SERVER_TABLE", settings.latest_table)
+        if settings.latest_table == settings.status_table:
+            raise SettingsError("SERVER_LATEST_TABLE", f"a name other than the status table's ({settings.status_table})",
+                                settings.latest_table)
         if settings.aggregate_by and settings.latest_table in (settings.trend_table, settings.groups_table):
             raise SettingsError("SERVER_LATEST_TABLE", f"a name other than the aggregate tables' "
                                 f"({settings.trend_table}, {settings.groups_table})", settings.latest_table)
         if settings.aggregate_bucket_s != int(settings.aggregate_bucket_s * 1000) / 1000:
             raise SettingsError("SERVER_AGGREGATE_BUCKET", "whole milliseconds", environ.get("SERVER_AGGREGATE_BUCKET"))
         return settings
+
+    @property
+    def status_table(self) -> str:
+        """The server's own status, one row (server/status.py): what the page shows of its server."""
+        return f"{self.table}_status"
 
     @property
     def trend_table(self) -> str:

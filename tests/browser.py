@@ -37,13 +37,18 @@ def require_browser_stack(need_nginx: bool = True, need_dist: bool = True) -> No
 class Nginx:
     """nginx with viewer/nginx.conf, pointed at a local server and the local bundle."""
 
-    def __init__(self, tmp_path: Path, server_port: int):
+    def __init__(self, tmp_path: Path, server_port: int, server_name: str = "127.0.0.1", resolver: str | None = None):
+        """The servers at `server_name`:`server_port`; `resolver` (host:port) stands in for
+        Docker's DNS (127.0.0.11), which resolves `server_name` to every replica's address."""
         self.port = free_port()
         self.prefix = tmp_path / f"nginx-{self.port}"
         self.prefix.mkdir()
         config = (ROOT / "viewer" / "nginx.conf").read_text()
-        for old, new in (("server:8080", f"127.0.0.1:{server_port}"), ("listen 80;", f"listen 127.0.0.1:{self.port};"),
-                         ("root /srv/viewer;", f"root {DIST};")):
+        swaps = [("server:8080", f"{server_name}:{server_port}"), ("listen 80;", f"listen 127.0.0.1:{self.port};"),
+                 ("root /srv/viewer;", f"root {DIST};")]
+        if resolver:
+            swaps.append(("resolver 127.0.0.11 ", f"resolver {resolver} "))
+        for old, new in swaps:
             assert config.count(old) == 1, f"viewer/nginx.conf should contain {old!r} once"
             config = config.replace(old, new)
         (self.prefix / "nginx.conf").write_text(config)

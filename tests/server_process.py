@@ -26,12 +26,16 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, env: dict[str, str], tmp_path, port: int | None = None, **settings):
+    def __init__(self, env: dict[str, str], tmp_path, port: int | None = None, host: str | None = None,
+                 **settings):
+        """`host`: listen on that address only (SERVER_HOST), e.g. one replica each on 127.0.0.2
+        and 127.0.0.3 with the same port; by default on every interface, reached on 127.0.0.1."""
         self.port = port or free_port()
+        self.host = host or "127.0.0.1"
         # Each process its own consumer group unless the test names one (a restart keeps it).
         self.env = {**env, "SERVER_PORT": str(self.port), "SERVER_INSTANCE": f"test{self.port}",
-                    **{k: str(v) for k, v in settings.items()}}
-        self.log_path = tmp_path / f"server-{self.port}.log"
+                    **({"SERVER_HOST": host} if host else {}), **{k: str(v) for k, v in settings.items()}}
+        self.log_path = tmp_path / (f"server-{self.port}.log" if host is None else f"server-{host}-{self.port}.log")
         self.log = open(self.log_path, "w")
         self.proc = processes.start_module("server", self.env, self.log)
         try:
@@ -42,11 +46,11 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def websocket_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/websocket"
+        return f"ws://{self.host}:{self.port}/websocket"
 
     def output(self) -> str:
         return self.log_path.read_text()

@@ -55,7 +55,7 @@ def test_every_write_is_refused_promptly_and_changes_nothing(live_server, name, 
     before, after, took, names = asyncio.run(scenario())
     assert took < 1.0
     assert after == before
-    assert sorted(names) == ["meters", "meters_by_location", "meters_latest", "meters_trend"]
+    assert sorted(names) == ["meters", "meters_by_location", "meters_latest", "meters_status", "meters_trend"]
     assert live_server.healthz()[1]["refused_requests"] >= 1
 
 

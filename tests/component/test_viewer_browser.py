@@ -187,6 +187,7 @@ def test_the_js_client_cannot_write(stack, fake_taosws):
                 remove: () => table.remove(["d0"]),
                 delete: () => table.delete(),
                 make_table: () => client.table({x: [1]}, {name: "intruder"}),
+                status: async () => (await client.open_table("meters_status")).update([{instance: "forged"}]),
             };
             const out = {};
             const timeout = () => new Promise((_, reject) => setTimeout(() => reject(new Error("no answer in 3 s")), 3000));
@@ -201,11 +202,11 @@ def test_the_js_client_cannot_write(stack, fake_taosws):
         }""")
 
     out = browse(scenario)
-    for name in ("update", "replace", "clear", "remove", "delete", "make_table"):
+    for name in ("update", "replace", "clear", "remove", "delete", "make_table", "status"):
         assert out[name] != "accepted" and "read-only server" in out[name][0], (name, out[name])
         assert out[name][1] < 1000
     assert out["size"] == 9
-    assert sorted(out["tables"]) == ["meters", "meters_by_location", "meters_latest", "meters_trend"]
+    assert sorted(out["tables"]) == ["meters", "meters_by_location", "meters_latest", "meters_status", "meters_trend"]
 
 
 def test_cold_start_waits_for_the_database_then_shows_rows(stack, fake_taosws):

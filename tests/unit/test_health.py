@@ -16,6 +16,12 @@ def test_fresh_data_is_healthy():
     assert body["late_rows_dropped"] == 3 and body["clients"] == 2 and body["mode"] == "subscribe"
 
 
+def test_the_answer_names_the_replica_that_gives_it():
+    _, body = Health(mode="subscribe", stale_after_s=30, reader=dict(LIVE), instance="server_2").snapshot(
+        NOW, clients=0, table_rows=None)
+    assert body["instance"] == "server_2"  # behind nginx with N servers, any replica may answer
+
+
 def test_the_window_kept_is_reported_beside_the_one_asked():
     window = {"s": 120.0, "asked_s": 600.0, "rows_max": 1_200_000, "limit": 1_320_000}
     _, body = Health(mode="subscribe", stale_after_s=30, reader=dict(LIVE), window=window).snapshot(

@@ -97,3 +97,20 @@ def test_aggregate_settings_name_the_tables_and_refuse_bad_values():
                         ("SERVER_AGGREGATE_BUCKET", "1.0005s"), ("SERVER_LATEST_TABLE", "meters_trend")):
         with pytest.raises(SettingsError, match=name):
             ServerSettings.from_env({name: value})
+
+
+def test_the_listen_address_is_every_interface_or_one_ip_address():
+    from common.settings import Env
+    from server.healthcheck import livez_url
+
+    assert ServerSettings.from_env({}).host == ""
+    assert ServerSettings.from_env({"SERVER_HOST": " 127.0.0.2 "}).host == "127.0.0.2"
+    assert ServerSettings.from_env({"SERVER_HOST": "::1"}).host == "::1"
+    for bad in ("localhost", "127.0.0.300", "0.0.0.0:8080", "server; rm"):
+        with pytest.raises(SettingsError, match=r"^SERVER_HOST: expected an IP address to listen on"):
+            ServerSettings.from_env({"SERVER_HOST": bad})
+    # the container's healthcheck asks the address the server listens on
+    assert livez_url(Env({"SERVER_PORT": "9000"})) == "http://127.0.0.1:9000/livez"
+    assert livez_url(Env({"SERVER_HOST": "0.0.0.0"})) == "http://127.0.0.1:8080/livez"
+    assert livez_url(Env({"SERVER_HOST": "127.0.0.3", "SERVER_PORT": "81"})) == "http://127.0.0.3:81/livez"
+    assert livez_url(Env({"SERVER_HOST": "::1"})) == "http://[::1]:8080/livez"

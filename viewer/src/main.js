@@ -19,12 +19,15 @@ const STORAGE_KEY = "meters-dashboard-layout-v2";
 localStorage.removeItem("meters-dashboard-layout");
 const HEALTH_EVERY_MS = 2000;
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
+// The server's own status table (server/status.py: `<SERVER_TABLE>_status`, refreshed each second).
+const STATUS_SUFFIX = "_status";
+const STATUS_STALE_MS = 10_000;
 
 const statusEl = document.getElementById("dashboard-status");
 const metricsEl = document.getElementById("dashboard-metrics");
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const state = {
-    socket: "connecting", connectedOnce: false, tab: "live", health: null, generation: 0, client: null,
+    socket: "connecting", connectedOnce: false, tab: "live", health: null, ownStatus: null, generation: 0, client: null,
     defaultLayout: null, layout: null, workspace: document.getElementById("workspace"),
 };
 const history = new History(document.getElementById("history-container"), document.getElementById("history-message"));
@@ -38,13 +41,25 @@ function websocketUrl() {
 
 // --- status line -------------------------------------------------------------------------------------
 
-// What the page waits for, most basic first: the server (its WebSocket and /healthz), then the
-// database behind it, then the tables.
+/** The status row of the server this page's socket is connected to, while it is fresh. With
+ * `--scale server=N` nginx may send /healthz to any replica: that answer describes some server,
+ * the row over the page's own socket describes its own. */
+function ownStatus() {
+    const own = state.ownStatus;
+    return own && state.socket !== "reconnecting" && Date.now() - own.updated < STATUS_STALE_MS ? own : null;
+}
+
+// What the page waits for, most basic first: the server (its WebSocket, its status table or
+// /healthz), then the database behind it, then the tables.
 function render() {
-    const health = state.health;
+    const health = ownStatus() || state.health;
     let label, kind;
     if (state.socket === "reconnecting") {
         [label, kind] = ["reconnecting…", "reconnecting"];
+    } else if (state.socket === "connected" && state.ownStatus && !ownStatus()) {
+        // its server sent no status for 10 s: its engine is stuck (it exits and is restarted,
+        // SERVER_ENGINE_STUCK_AFTER) or the socket is half-open
+        [label, kind] = ["server not responding", "unreachable"];
     } else if (state.socket === "unreachable" || health === "unreachable") {
         [label, kind] = ["server unreachable", "unreachable"];
     } else if (!health) {
@@ -59,7 +74,8 @@ function render() {
     statusEl.textContent = label;
     statusEl.dataset.state = kind;
     if (health && health !== "unreachable" && health.lag_ms != null) {
-        metricsEl.textContent = `lag ${(health.lag_ms / 1000).toFixed(1)} s · ${Math.round(health.rows_per_s)} rows/s`;
+        const server = health.instance ? ` · server ${health.instance}` : "";
+        metricsEl.textContent = `lag ${(health.lag_ms / 1000).toFixed(1)} s · ${Math.round(health.rows_per_s)} rows/s${server}`;
     } else {
         metricsEl.textContent = "";
     }
@@ -80,14 +96,33 @@ async function health() {
 
 async function watchHealth() {
     for (;;) {
-        try {
-            state.health = await health();
-        } catch {
-            state.health = "unreachable";
+        if (!ownStatus()) {  // while the page's own server tells its status, /healthz is not asked
+            try {
+                state.health = await health();
+            } catch {
+                state.health = "unreachable";
+            }
         }
         render();
         await sleep(HEALTH_EVERY_MS);
     }
+}
+
+/** Follow the status table of the server behind `client` (none on an older server: /healthz then). */
+async function watchOwnStatus(client, generation) {
+    const name = (await client.get_hosted_table_names()).find((table) => table.endsWith(STATUS_SUFFIX));
+    if (!name || generation !== state.generation) return;
+    const view = await (await client.open_table(name)).view();
+    const read = async () => {
+        if (generation !== state.generation) return;
+        const rows = await view.to_json();
+        if (rows.length) {
+            state.ownStatus = rows[0];
+            render();
+        }
+    };
+    await view.on_update(read);
+    await read();
 }
 
 // --- layout ----------------------------------------------------------------------------------------
@@ -160,9 +195,10 @@ async function connect() {
 }
 
 async function hostedTables(client, generation) {
-    // The server creates its tables once the database exists: wait for them.
+    // The server creates its tables once the database exists: wait for them (its status table is
+    // there from the start, and is not one of them).
     for (;;) {
-        const names = await client.get_hosted_table_names();
+        const names = (await client.get_hosted_table_names()).filter((table) => !table.endsWith(STATUS_SUFFIX));
         // The server hosts its two tables one after the other: wait for both.
         const partial = names.includes(METERS) !== names.includes(LATEST);
         if ((names.length && !partial) || generation !== state.generation) {
@@ -176,8 +212,10 @@ async function start() {
     const generation = ++state.generation;
     const client = await connect();
     state.client = client;
-    state.socket = "connecting";  // the server answers: from here on /healthz says what is missing
+    state.ownStatus = null;  // the status of the server this socket reaches, once it comes
+    state.socket = "connecting";  // the server answers: from here on its status says what is missing
     render();
+    watchOwnStatus(client, generation).catch((error) => console.warn("dashboard: no status table", error));
     client.on_error(() => {
         if (generation === state.generation) {
             state.socket = "reconnecting";
