@@ -177,3 +177,26 @@ def test_a_page_whose_replica_dies_reconnects_to_another_and_shows_newer_rows_wi
     assert survivor_clients == 1  # the page's socket is on the survivor now, and its header says so
     assert readings == 36 and moved_in < 5  # every row, the newest too, from the other replica
     assert all(url.startswith((stack.proxy.url, stack.websocket_url.split("/websocket")[0])) for url in requests)
+
+
+def test_a_page_whose_server_stops_answering_says_so_and_recovers_when_it_answers_again(stack):
+    """A server frozen in place (here SIGSTOP; in life a stuck engine, or a half-open socket)
+    keeps the page's socket open, so no reconnect starts: its status rows stop coming, and after
+    10 s the page says so, whatever /healthz through nginx says from the other replica."""
+    async def scenario(page, requests):
+        await page.goto(stack.proxy.url)
+        await wait_status(page, "connected")
+        victim = await replica_holding_the_client(stack)
+        stack.servers[victim].proc.send_signal(signal.SIGSTOP)
+        try:
+            stopped = time.monotonic()
+            await wait_status(page, "unreachable", timeout_s=20)
+            said = (await page.evaluate("() => document.querySelector('#dashboard-status').textContent"),
+                    time.monotonic() - stopped)
+        finally:
+            stack.servers[victim].proc.send_signal(signal.SIGCONT)
+        await wait_status(page, "connected", timeout_s=20)
+        return said
+
+    (text, after_s) = browse(scenario)
+    assert text == "server not responding" and 9 <= after_s < 20

@@ -27,7 +27,7 @@ const statusEl = document.getElementById("dashboard-status");
 const metricsEl = document.getElementById("dashboard-metrics");
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const state = {
-    socket: "connecting", connectedOnce: false, tab: "live", health: null, ownStatus: null, generation: 0, client: null,
+    socket: "connecting", connectedOnce: false, tab: "live", health: null, ownStatus: null, ownStatusAt: 0, generation: 0, client: null,
     defaultLayout: null, layout: null, workspace: document.getElementById("workspace"),
 };
 const history = new History(document.getElementById("history-container"), document.getElementById("history-message"));
@@ -45,8 +45,9 @@ function websocketUrl() {
  * `--scale server=N` nginx may send /healthz to any replica: that answer describes some server,
  * the row over the page's own socket describes its own. */
 function ownStatus() {
+    // by when it arrived here, not by its `updated`: the browser's clock need not agree with the server's
     const own = state.ownStatus;
-    return own && state.socket !== "reconnecting" && Date.now() - own.updated < STATUS_STALE_MS ? own : null;
+    return own && state.socket !== "reconnecting" && Date.now() - state.ownStatusAt < STATUS_STALE_MS ? own : null;
 }
 
 // What the page waits for, most basic first: the server (its WebSocket, its status table or
@@ -118,6 +119,7 @@ async function watchOwnStatus(client, generation) {
         const rows = await view.to_json();
         if (rows.length) {
             state.ownStatus = rows[0];
+            state.ownStatusAt = Date.now();
             render();
         }
     };
