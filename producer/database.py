@@ -106,9 +106,11 @@ class Database:
     write into someone else's database): create with the default buffer, never alter it."""
 
     def __init__(self, settings: TDengineSettings, keep_days: int, fleet: Fleet, *,
-                 buffer_mb: int | None = None, owns_schema: bool = True, vgroups: int = 1, tsma: bool = False):
+                 buffer_mb: int | None = None, owns_schema: bool = True, vgroups: int = 1, tsma: bool = False,
+                 replica: int = 1):
         self._settings = settings
         self._vgroups = vgroups
+        self._replica = replica
         self._tsma = tsma
         self._keep_days = keep_days
         self._buffer_mb = buffer_mb
@@ -163,8 +165,10 @@ class Database:
             try:
                 step = f"create database {db}"
                 wanted = self._buffer_mb
-                admin.execute(CREATE_DATABASE.format(db=db, keep=self._keep_days, vgroups=self._vgroups,
-                                                     buffer=wanted or DEFAULT_BUFFER_MB))
+                create = CREATE_DATABASE.format(db=db, keep=self._keep_days, vgroups=self._vgroups,
+                                                buffer=wanted or DEFAULT_BUFFER_MB)
+                # REPLICA 3 keeps every vgroup on 3 dnodes (RAFT): one may die (compose.cluster.yaml)
+                admin.execute(create + (f" REPLICA {self._replica}" if self._replica != 1 else ""))
                 step = f"read the options of database {db}"
                 rows = list(admin.query(DATABASE_OPTIONS.format(db=db)))
                 if rows:

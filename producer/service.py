@@ -84,7 +84,8 @@ class Producer:
         self.fleet = make_fleet(settings.meters, settings.seed).part(index, settings.writers)
         self.database = database or Database(settings.tdengine, settings.keep_days, self.fleet,
                                              buffer_mb=settings.vnode_buffer_mb, owns_schema=index == 0,
-                                             vgroups=settings.vgroups, tsma=settings.tsma)
+                                             vgroups=settings.vgroups, tsma=settings.tsma,
+                                             replica=settings.replica)
         # set by writer 0 once the database exists (a multiprocessing Event); None: no waiting
         self.schema_ready = schema_ready
         # this writer's share of PRODUCER_BUFFER_ROWS (at least one tick: buffer_rows >= meters)

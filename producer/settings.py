@@ -26,6 +26,7 @@ DEFAULTS = {
     "PRODUCER_WRITERS": "1",
     "PRODUCER_VNODE_BUFFER_MB": "16",
     "PRODUCER_VGROUPS": "1",
+    "PRODUCER_REPLICA": "1",
     "PRODUCER_TSMA": "auto",
     "PRODUCER_INTERVAL_MS": "1000",
     "PRODUCER_BACKFILL": "10m",
@@ -37,6 +38,14 @@ DEFAULTS = {
     "PRODUCER_LOG_LEVEL": "INFO",
     "PRODUCER_HEARTBEAT_FILE": "/tmp/producer.heartbeat",
 }
+
+
+def _replica(env: Env) -> int:
+    """TDengine 3.3.6 takes REPLICA 1 or 3 (2 needs an arbitrator: mndDb.c); 3 needs 3 dnodes online."""
+    text = env.raw("PRODUCER_REPLICA", DEFAULTS["PRODUCER_REPLICA"]).strip()
+    if text not in ("1", "3"):
+        raise SettingsError("PRODUCER_REPLICA", "1, or 3 on a TDengine cluster of at least 3 dnodes", text)
+    return int(text)
 
 
 def backfill_keep_days(backfill_s: float) -> int:
@@ -51,6 +60,7 @@ class ProducerSettings:
     writers: int           # writer processes, each owning a contiguous range of the meters
     vnode_buffer_mb: int   # the database's BUFFER (set at CREATE, ALTERed when it differs)
     vgroups: int           # the database's VGROUPS (set at CREATE only: TDengine cannot alter it)
+    replica: int           # the database's REPLICA: 1, or 3 on a cluster of at least 3 dnodes (set at CREATE)
     tsma: bool             # keep hourly aggregates of the meters in a TSMA (the history explorer's)
     tsma_why: str          # what decided `tsma` (PRODUCER_TSMA, or the fleet's rate under auto), for the log
     interval_ms: int       # one reading per meter per interval
@@ -79,6 +89,7 @@ class ProducerSettings:
             vnode_buffer_mb=env.integer("PRODUCER_VNODE_BUFFER_MB", int(d["PRODUCER_VNODE_BUFFER_MB"]),
                                         minimum=BUFFER_MB_RANGE[0], maximum=BUFFER_MB_RANGE[1]),
             vgroups=env.integer("PRODUCER_VGROUPS", int(d["PRODUCER_VGROUPS"]), minimum=1, maximum=64),
+            replica=_replica(env),
             tsma=False,
             tsma_why="",
             interval_ms=env.integer("PRODUCER_INTERVAL_MS", int(d["PRODUCER_INTERVAL_MS"]),

@@ -141,3 +141,69 @@ def test_tdengine_healthcheck_needs_an_sql_round_trip_and_names_a_wrong_password
     assert wrong.returncode == 1 and "TDENGINE_PASSWORD does not match" in wrong.stdout
     down = _healthcheck_with("")
     assert down.returncode == 1 and "TDENGINE_PASSWORD" not in down.stdout
+
+
+# --- compose.cluster.yaml: three dnodes, every service through all three adapters (issue 14) ---
+
+def _cluster_config() -> dict:
+    resolved = _docker_compose_v1("-f", "compose.yaml", "-f", "compose.cluster.yaml", "config")
+    assert resolved.returncode == 0, resolved.stdout + resolved.stderr
+    return yaml.safe_load(resolved.stdout)
+
+
+def test_the_cluster_override_passes_the_compose_specification_schema():
+    checker = shutil.which("check-jsonschema", path=str(ROOT / ".venv" / "bin")) or shutil.which("check-jsonschema")
+    result = subprocess.run([checker, "--builtin-schema", "vendor.compose-spec", str(ROOT / "compose.cluster.yaml")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_cluster_override_makes_three_dnodes_and_points_every_service_at_all_three():
+    from producer.settings import ProducerSettings
+    from server.settings import ServerSettings
+
+    config = _cluster_config()
+    services = config["services"]
+    dnodes = ["tdengine", "tdengine-2", "tdengine-3"]
+    volumes = set()
+    for name in dnodes:
+        service = services[name]
+        env = service["environment"]
+        assert env["TAOS_FQDN"] == name and env["TAOS_FIRST_EP"] == "tdengine:6030"
+        assert service["image"] == services["tdengine"]["image"] and "healthcheck" in service
+        assert service["restart"] == "unless-stopped" and "max-size" in service["logging"]["options"]
+        [mount] = service["volumes"]
+        volumes.add(mount.split(":")[0])
+    # a volume each, none of them the single-node stack's
+    assert len(volumes) == 3 and "tdengine-data" not in volumes and volumes <= set(config["volumes"])
+    mnodes = services["tdengine-mnodes"]
+    assert {name: dep["condition"] for name, dep in mnodes["depends_on"].items()} == {
+        "tdengine-2": "service_healthy", "tdengine-3": "service_healthy"}
+    for name in ("producer", "server"):
+        env = services[name]["environment"]
+        assert env["TDENGINE_URL"] == "ws://tdengine:6041,tdengine-2:6041,tdengine-3:6041"
+        assert services[name]["depends_on"]["tdengine-mnodes"]["condition"] == "service_completed_successfully"
+    producer = ProducerSettings.from_env(services["producer"]["environment"])
+    assert producer.replica == 3 and producer.vgroups >= 2
+    assert producer.tdengine.addresses == ["tdengine:6041", "tdengine-2:6041", "tdengine-3:6041"]
+    assert len(ServerSettings.from_env(services["server"]["environment"]).tdengine.addresses) == 3
+    # the single-node stack is unchanged by the file's existence
+    single = yaml.safe_load(_docker_compose_v1("config").stdout)["services"]
+    assert single["producer"]["environment"]["TDENGINE_URL"] == "ws://tdengine:6041"
+    assert single["producer"]["environment"]["PRODUCER_REPLICA"] == "1" and "tdengine-2" not in single
+
+
+def _mnodes_script_with(taos_output: str) -> subprocess.CompletedProcess:
+    """The tdengine-mnodes job's shell, with a stand-in taos CLI that prints `taos_output`."""
+    compose = yaml.safe_load((ROOT / "compose.cluster.yaml").read_text())
+    [script] = compose["services"]["tdengine-mnodes"]["command"]
+    stand_in = f"taos() {{ printf '%s\\n' '{taos_output}'; }}; TDENGINE_PASSWORD=pw; "
+    return subprocess.run(["bash", "-c", stand_in + script.replace("$$", "$")], capture_output=True, text=True,
+                          timeout=10)
+
+
+def test_the_mnodes_job_succeeds_once_made_or_already_there_and_fails_with_the_error():
+    assert _mnodes_script_with("Create OK, 0 row(s) affected (0.2s)").returncode == 0
+    assert _mnodes_script_with("DB error: Mnode already exists [0x800003A0] (0.000555s)").returncode == 0
+    failed = _mnodes_script_with("DB error: Dnode does not exist [0x80000346]")
+    assert failed.returncode == 1 and "CREATE MNODE ON DNODE 2: DB error: Dnode does not exist" in failed.stdout

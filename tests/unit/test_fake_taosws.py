@@ -68,6 +68,15 @@ def test_a_host_without_port_means_port_80(fake_taosws):
         fake_taosws.connect("ws://tdengine?conn_retries=0")
 
 
+def test_several_addresses_connect_through_any_live_one(fake_taosws):
+    # a cluster's taosAdapters in one DSN (common/tdengine.py): the dead one (port 80) is passed over
+    setup(fake_taosws)
+    conn = fake_taosws.connect("ws://root:taosdata@tdengine:80,localhost:6041/power?conn_retries=0")
+    assert list(conn.query("SELECT COUNT(*) FROM power.meters")) == [(0,)]
+    with pytest.raises(fake_taosws.ConnectionError, match="Connection refused"):
+        fake_taosws.connect("ws://root:taosdata@tdengine:80,tdengine-2:81?conn_retries=0")
+
+
 def test_blocking_calls_hold_the_gil(fake_taosws, fake_control):
     conn = setup(fake_taosws)
     fake_control.set_latency(0.3)

@@ -29,6 +29,10 @@ def test_defaults():
     ("TDENGINE_URL", "ws://tdengine:6041/power", "TDENGINE_DATABASE"),
     ("TDENGINE_URL", "ws://tdengine:99999", "WebSocket URL"),
     ("TDENGINE_URL", "tdengine:6041", "WebSocket URL"),
+    ("TDENGINE_URL", "ws://td-1:6041,td-2", "without a port"),
+    ("TDENGINE_URL", "ws://td-1:6041,", "WebSocket URL"),
+    ("TDENGINE_URL", "ws://td-1:6041,td-1:6041", "each address once"),
+    ("TDENGINE_URL", "ws://td-1:6041,root:pw@td-2:6041", "credentials"),
     ("TDENGINE_DATABASE", "power; DROP DATABASE power", "TDengine name"),
     ("TDENGINE_DATABASE", "1power", "TDengine name"),
     ("TDENGINE_DATABASE", "x" * 65, "TDengine name"),
@@ -39,6 +43,7 @@ def test_defaults():
     ("PRODUCER_VNODE_BUFFER_MB", "16385", "whole number from 3 to 16384"),
     ("PRODUCER_VGROUPS", "0", "whole number from 1 to 64"), ("PRODUCER_VGROUPS", "many", "whole number"),
     ("PRODUCER_TSMA", "yes", "on, off or auto"),
+    ("PRODUCER_REPLICA", "2", "1, or 3 on a TDengine cluster"), ("PRODUCER_REPLICA", "three", "1, or 3"),
 ])
 def test_bad_values_name_the_variable_and_what_was_expected(name, value, expected):
     with pytest.raises(SettingsError) as caught:
@@ -84,6 +89,15 @@ def test_dsn_is_built_in_one_place_with_quoted_credentials():
 
 def test_url_is_normalised():
     assert parse_url("TDENGINE_URL", "wss://db.example:443/") == "wss://db.example:443"
+
+
+def test_a_clusters_adapters_go_into_one_dsn():
+    url = parse_url("TDENGINE_URL", " ws://tdengine:6041, tdengine-2:6041,tdengine-3:6041/ ")
+    assert url == "ws://tdengine:6041,tdengine-2:6041,tdengine-3:6041"
+    settings = TDengineSettings(url, "root", "pw", "power")
+    assert settings.addresses == ["tdengine:6041", "tdengine-2:6041", "tdengine-3:6041"]
+    assert settings.dsn(with_database=True) == (
+        "ws://root:pw@tdengine:6041,tdengine-2:6041,tdengine-3:6041/power?conn_retries=0")
 
 
 def test_writers_may_not_outnumber_the_meters():

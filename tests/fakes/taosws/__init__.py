@@ -241,6 +241,20 @@ class _Dsn:
         self.database = database or None
         self.params = dict(urllib.parse.parse_qsl(parts.query))
         self.params.update({k: v for k, v in kwargs.items() if k not in _KNOWN_KWARGS})
+        # Several addresses (a cluster's taosAdapters) as taos-ws parses them: the fake has one
+        # server behind all of them, and a connect succeeds through any that is not dead
+        # (a privileged port); the first is kept as host/port for the single-address rules below.
+        self.others = []
+        netloc = parts.netloc.rpartition("@")[2]
+        if "," in netloc:
+            first, *rest = netloc.split(",")
+            for address in rest:
+                other = urllib.parse.urlsplit(f"ws://{address}")
+                try:
+                    self.others.append((other.hostname, other.port or 80))
+                except ValueError as error:
+                    raise ConnectionError(f"invalid port: {error}") from None
+            parts = parts._replace(netloc=parts.netloc.replace(netloc, first))
         self.host = parts.hostname
         try:
             self.port = parts.port
@@ -278,7 +292,10 @@ def _open(dsn: _Dsn) -> _server.Server:
         _hold_gil(float(server.control("latency_s")))
         # Nothing listens on privileged ports (a DSN without a port means port 80), and the fake
         # adapter refuses everything while a test has it "down".
-        if dsn.port < 1024 or server.control("refuse") == "1":
+        ports = [dsn.port] + [port for _, port in dsn.others]
+        dead = [port for port in ports if port < 1024]
+        _hold_gil(dsn.retry_seconds() * (len(dead) if len(dead) < len(ports) else 0))  # tried, then the next
+        if len(dead) == len(ports) or server.control("refuse") == "1":
             _hold_gil(dsn.retry_seconds())
             raise ConnectionError(
                 "[0xE001] Internal error: `WebSocket internal error: IO error: "
