@@ -459,9 +459,15 @@ class Service:
 
     def start(self) -> str:
         """The base URL (ws://host:port) the client talks to: nginx's, or the server's own."""
+        # With --freshness the window also holds bench/freshness.py's meters at 1 s: sized for the
+        # history's fleet alone, its table overflowed, and every reconciliation then hosted the
+        # window anew ("repairing 1000 rows would evict rows newer than the window's edge").
+        meters, interval_ms = self.args.meters, self.args.interval_ms
+        if self.args.freshness:
+            meters, interval_ms = meters + self.args.freshness_meters, min(interval_ms, 1000)
         env = dict(base_env(), TDENGINE_DATABASE=self.args.database, SERVER_SUPERTABLE=STABLE,
-                   SERVER_WINDOW="1m", SERVER_METERS=str(self.args.meters),
-                   SERVER_INTERVAL_MS=str(self.args.interval_ms), SERVER_PORT=str(self.port),
+                   SERVER_WINDOW="1m", SERVER_METERS=str(meters),
+                   SERVER_INTERVAL_MS=str(interval_ms), SERVER_PORT=str(self.port),
                    SERVER_INSTANCE=f"explorer{self.port}", SERVER_MODE=self.args.server_mode)
         self.proc = spawn("server", env, self.log_path)
         deadline = time.monotonic() + 60
